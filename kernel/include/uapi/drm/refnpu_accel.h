@@ -1,0 +1,357 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Copyright (C) 2025 The refnpu authors
+ */
+
+#ifndef __UAPI_REFNPU_ACCEL_H__
+#define __UAPI_REFNPU_ACCEL_H__
+
+#include "drm.h"
+
+#if defined(__cplusplus)
+extern "C" {
+#endif
+
+/**
+ * DOC: refnpu uAPI overview
+ *
+ * refnpu is a compute accelerator driven through /dev/accel/accelN.
+ *
+ * Every open file of the device is one *context*: it owns a private device
+ * virtual address space, into which each buffer object (BO) it creates or
+ * imports is mapped, and it submits jobs to the device's hardware queues.
+ * Commands executed by the device only ever name device virtual addresses
+ * of the submitting context; user space never sees or chooses physical or
+ * bus addresses.
+ *
+ * Job completion is reported through DRM sync objects (binary or timeline)
+ * and through the implicit fences of the BOs a job lists. A job that fails
+ * signals its fences with an error, visible through the syncobj fence
+ * status, DRM_IOCTL_REFNPU_BO_WAIT and sync_file status:
+ *
+ * ============  ===============================================================
+ * -EFAULT       the job touched an unmapped device address or wrote to a
+ *               read-only one (device MMU fault)
+ * -EINVAL       the command buffer is malformed (unknown opcode, bad operand)
+ * -EIO          a DMA transfer of the job failed (bus or IOMMU error)
+ * -ETIMEDOUT    the job exceeded the job timeout and was stopped
+ * -ECANCELED    the job was not run because its context was banned, or the
+ *               device was reset or removed before it could run
+ * -ENODEV       the device was removed while the job was running
+ * ============  ===============================================================
+ *
+ * A context whose jobs time out REFNPU_PARAM_HANG_LIMIT times is banned:
+ * its pending jobs are cancelled and further submissions fail with
+ * -ECANCELED. Open a new file to get a new context.
+ *
+ * Conventions of every ioctl: all reserved and padding fields must be zero
+ * and all undefined flag bits clear, or the ioctl fails with -EINVAL. Sizes
+ * and user pointers are __u64. Arrays are described by a user pointer, an
+ * element count and an element size (*stride*), so that elements can grow
+ * in later versions: the kernel accepts any stride at least as large as the
+ * first version of the element (and at most 4096); bytes beyond the
+ * elements it knows must be zero, or the ioctl fails with -EINVAL.
+ * An ioctl on a removed device fails with -ENODEV.
+ */
+
+#define DRM_REFNPU_DRIVER_MAJOR		0
+#define DRM_REFNPU_DRIVER_MINOR		1
+
+#define DRM_REFNPU_GET_PARAM		0x00
+#define DRM_REFNPU_BO_CREATE		0x01
+#define DRM_REFNPU_BO_INFO		0x02
+#define DRM_REFNPU_BO_WAIT		0x03
+#define DRM_REFNPU_SUBMIT		0x04
+
+#define DRM_IOCTL_REFNPU_GET_PARAM \
+	DRM_IOWR(DRM_COMMAND_BASE + DRM_REFNPU_GET_PARAM, struct drm_refnpu_get_param)
+#define DRM_IOCTL_REFNPU_BO_CREATE \
+	DRM_IOWR(DRM_COMMAND_BASE + DRM_REFNPU_BO_CREATE, struct drm_refnpu_bo_create)
+#define DRM_IOCTL_REFNPU_BO_INFO \
+	DRM_IOWR(DRM_COMMAND_BASE + DRM_REFNPU_BO_INFO, struct drm_refnpu_bo_info)
+#define DRM_IOCTL_REFNPU_BO_WAIT \
+	DRM_IOWR(DRM_COMMAND_BASE + DRM_REFNPU_BO_WAIT, struct drm_refnpu_bo_wait)
+#define DRM_IOCTL_REFNPU_SUBMIT \
+	DRM_IOWR(DRM_COMMAND_BASE + DRM_REFNPU_SUBMIT, struct drm_refnpu_submit)
+
+/**
+ * enum drm_refnpu_param - parameters queried with DRM_IOCTL_REFNPU_GET_PARAM
+ * @REFNPU_PARAM_DRIVER_VERSION: driver version, major << 16 | minor
+ * @REFNPU_PARAM_HW_VERSION: hardware version register of the device
+ * @REFNPU_PARAM_CAPABILITIES: mask of REFNPU_CAP_* bits
+ * @REFNPU_PARAM_OPS: mask of supported command opcodes, bit N set when
+ *	opcode N of the hardware specification is supported
+ * @REFNPU_PARAM_NUM_QUEUES: number of hardware queues; valid values of
+ *	&drm_refnpu_submit.queue are 0 to this value minus one
+ * @REFNPU_PARAM_VA_START: first device virtual address handed out to BOs
+ * @REFNPU_PARAM_VA_SIZE: size in bytes of the device virtual address range
+ * @REFNPU_PARAM_PAGE_SIZES: mask of page sizes the device MMU maps
+ *	(4096 | 2097152)
+ * @REFNPU_PARAM_MAX_BO_SIZE: largest size accepted by
+ *	DRM_IOCTL_REFNPU_BO_CREATE
+ * @REFNPU_PARAM_TIMESTAMP_FREQ: frequency in Hz of the device timestamps
+ * @REFNPU_PARAM_MAX_SUBMIT_BOS: largest &drm_refnpu_submit.bo_count
+ * @REFNPU_PARAM_MAX_SUBMIT_SYNCS: largest in- or out-sync count of a submit
+ * @REFNPU_PARAM_JOB_TIMEOUT_MS: time in milliseconds after which a
+ *	running job is stopped and fails with -ETIMEDOUT
+ * @REFNPU_PARAM_HANG_LIMIT: number of timed-out jobs after which a context
+ *	is banned
+ * @REFNPU_PARAM_CONTEXT_HANGS: number of timed-out jobs of this file's
+ *	context so far
+ * @REFNPU_PARAM_CONTEXT_BANNED: 1 if this file's context is banned, else 0
+ * @REFNPU_PARAM_COUNT: number of parameters, not a parameter
+ */
+enum drm_refnpu_param {
+	REFNPU_PARAM_DRIVER_VERSION = 0,
+	REFNPU_PARAM_HW_VERSION = 1,
+	REFNPU_PARAM_CAPABILITIES = 2,
+	REFNPU_PARAM_OPS = 3,
+	REFNPU_PARAM_NUM_QUEUES = 4,
+	REFNPU_PARAM_VA_START = 5,
+	REFNPU_PARAM_VA_SIZE = 6,
+	REFNPU_PARAM_PAGE_SIZES = 7,
+	REFNPU_PARAM_MAX_BO_SIZE = 8,
+	REFNPU_PARAM_TIMESTAMP_FREQ = 9,
+	REFNPU_PARAM_MAX_SUBMIT_BOS = 10,
+	REFNPU_PARAM_MAX_SUBMIT_SYNCS = 11,
+	REFNPU_PARAM_JOB_TIMEOUT_MS = 12,
+	REFNPU_PARAM_HANG_LIMIT = 13,
+	REFNPU_PARAM_CONTEXT_HANGS = 14,
+	REFNPU_PARAM_CONTEXT_BANNED = 15,
+	REFNPU_PARAM_COUNT
+};
+
+/* the device executes 32-bit floating-point operations */
+#define REFNPU_CAP_FP32			0x1ULL
+/* the device executes 8-bit integer operations */
+#define REFNPU_CAP_INT8			0x2ULL
+/* submit accepts timeline points */
+#define REFNPU_CAP_TIMELINE_SYNCOBJ	0x4ULL
+/* BOs can be exported and imported as dma-bufs */
+#define REFNPU_CAP_PRIME		0x8ULL
+/* the device is emulated inside the kernel */
+#define REFNPU_CAP_VIRTUAL		0x10ULL
+
+/**
+ * struct drm_refnpu_get_param - query a device or context parameter
+ *
+ * Errors: -EINVAL when @param is not an &enum drm_refnpu_param value or
+ * @pad is not zero; -ENODEV when the device was removed.
+ */
+struct drm_refnpu_get_param {
+	/** @param: in, an &enum drm_refnpu_param value */
+	__u32 param;
+	/** @pad: must be zero */
+	__u32 pad;
+	/** @value: out, the parameter's value */
+	__u64 value;
+};
+
+/* map the BO write-combined on the CPU, not write-back */
+#define REFNPU_BO_WC			0x1U
+/* the device may read but not write the BO */
+#define REFNPU_BO_DEVICE_RO		0x2U
+/* every flag of &drm_refnpu_bo_create.flags */
+#define REFNPU_BO_FLAGS			(REFNPU_BO_WC | REFNPU_BO_DEVICE_RO)
+
+/**
+ * struct drm_refnpu_bo_create - create a buffer object
+ *
+ * Creates a zero-filled, shmem-backed BO, returns a GEM handle for it and
+ * maps it into the file's device address space. The BO's CPU mapping is
+ * obtained with mmap() on the device file at the offset returned by
+ * DRM_IOCTL_REFNPU_BO_INFO. A guard gap of unmapped device addresses
+ * separates every two BOs, so running off the end of a BO faults.
+ *
+ * Errors: -EINVAL when @size is 0 or larger than REFNPU_PARAM_MAX_BO_SIZE,
+ * @flags has undefined bits, or @handle or @va are not zero on input;
+ * -ENOSPC when the device address space is full; -ENOMEM when out of
+ * memory; -ENODEV when the device was removed.
+ */
+struct drm_refnpu_bo_create {
+	/** @size: in, size in bytes, rounded up to a multiple of 4096 */
+	__u64 size;
+	/** @flags: in, REFNPU_BO_* flags */
+	__u32 flags;
+	/** @handle: out, GEM handle of the new BO */
+	__u32 handle;
+	/** @va: out, device virtual address of the BO in this file */
+	__u64 va;
+};
+
+/**
+ * struct drm_refnpu_bo_info - query a buffer object
+ *
+ * Also maps the BO into the file's device address space when it is not yet
+ * mapped there, which happens for a BO imported through PRIME.
+ *
+ * Errors: -EINVAL when @pad is not zero; -ENOENT when @handle names no BO;
+ * -ENOSPC when the device address space is full; -ENOMEM when out of
+ * memory; -ENODEV when the device was removed.
+ */
+struct drm_refnpu_bo_info {
+	/** @handle: in, GEM handle */
+	__u32 handle;
+	/** @flags: out, the REFNPU_BO_* flags the BO was created with */
+	__u32 flags;
+	/** @mmap_offset: out, offset to pass to mmap() on the device file */
+	__u64 mmap_offset;
+	/** @va: out, device virtual address of the BO in this file */
+	__u64 va;
+	/** @size: out, size of the BO in bytes */
+	__u64 size;
+	/** @pad: must be zero */
+	__u64 pad;
+};
+
+/**
+ * struct drm_refnpu_bo_wait - wait until every job using a BO completed
+ *
+ * Waits for all fences of the BO, those of refnpu jobs and of any other
+ * driver sharing it, then reports the result of the last refnpu job that
+ * listed the BO.
+ *
+ * Errors: -EINVAL when @flags or @pad are not zero; -ENOENT when @handle
+ * names no BO; -ETIMEDOUT when the BO was still busy at @timeout_ns;
+ * -EINTR (or a restart) when a signal arrived.
+ */
+struct drm_refnpu_bo_wait {
+	/** @handle: in, GEM handle */
+	__u32 handle;
+	/** @flags: must be zero */
+	__u32 flags;
+	/**
+	 * @timeout_ns: in, absolute CLOCK_MONOTONIC deadline in nanoseconds;
+	 * a deadline in the past only polls
+	 */
+	__s64 timeout_ns;
+	/**
+	 * @status: out, 0 when the last job that used the BO succeeded (or no
+	 * job used it), else that job's negative errno (see the overview)
+	 */
+	__s32 status;
+	/** @pad: must be zero */
+	__u32 pad;
+};
+
+/* the job reads the BO */
+#define REFNPU_BO_REF_READ		0x1U
+/* the job writes the BO */
+#define REFNPU_BO_REF_WRITE		0x2U
+
+/**
+ * struct drm_refnpu_bo_ref - a BO used by a job
+ *
+ * Listing a BO keeps it (and its device mapping) alive until the job
+ * completed, and orders the job against other users of the BO (implicit
+ * synchronization): a job reading a BO waits for earlier writers, a job
+ * writing it waits for all earlier users. Commands may still address any
+ * BO of the context, but only listed BOs are ordered and kept alive.
+ */
+struct drm_refnpu_bo_ref {
+	/** @handle: GEM handle of the BO */
+	__u32 handle;
+	/** @flags: REFNPU_BO_REF_READ and/or REFNPU_BO_REF_WRITE, not 0 */
+	__u32 flags;
+};
+
+/**
+ * struct drm_refnpu_sync - a DRM sync object used by a job
+ *
+ * As an in-fence, the job waits for the fence at @point of the syncobj
+ * (the syncobj's current fence when @point is 0); a missing fence fails
+ * the submission with -ENOENT. As an out-fence, the job's completion fence
+ * replaces the syncobj's fence (@point 0) or is added as timeline @point.
+ */
+struct drm_refnpu_sync {
+	/** @handle: sync object handle */
+	__u32 handle;
+	/** @flags: must be zero */
+	__u32 flags;
+	/** @point: timeline point, or 0 for a binary syncobj */
+	__u64 point;
+};
+
+/* do not wait for the listed BOs' fences */
+#define REFNPU_SUBMIT_NO_IMPLICIT_SYNC	0x1U
+/* every flag of &drm_refnpu_submit.flags */
+#define REFNPU_SUBMIT_FLAGS		(REFNPU_SUBMIT_NO_IMPLICIT_SYNC)
+
+/**
+ * enum drm_refnpu_priority - scheduling priority of a job
+ * @REFNPU_PRIORITY_LOW: runs when no normal or high priority job is ready
+ * @REFNPU_PRIORITY_NORMAL: the default
+ * @REFNPU_PRIORITY_HIGH: runs first; needs CAP_SYS_NICE
+ */
+enum drm_refnpu_priority {
+	REFNPU_PRIORITY_NORMAL = 0,
+	REFNPU_PRIORITY_LOW = 1,
+	REFNPU_PRIORITY_HIGH = 2,
+};
+
+/**
+ * struct drm_refnpu_submit - submit a job to a hardware queue
+ *
+ * Queues the command buffer at @cmd_offset of BO @cmd_handle for execution
+ * on queue @queue in this file's context, once every in-fence signalled
+ * and, unless REFNPU_SUBMIT_NO_IMPLICIT_SYNC, the implicit fences of the
+ * listed BOs allow it. The command buffer BO is implicitly listed for
+ * reading. Jobs of one file on one queue and priority run in submission
+ * order.
+ *
+ * Errors:
+ *
+ * - -EINVAL: undefined bits in @flags or in a BO or sync flag, non-zero
+ *   @pad, @queue or @priority out of range, a stride smaller than the
+ *   element or larger than 4096, non-zero bytes beyond a known element, a
+ *   count above its REFNPU_PARAM_MAX_SUBMIT_* limit, @cmd_size 0 or not a
+ *   multiple of 8, the command range outside its BO, a BO reference with
+ *   neither READ nor WRITE;
+ * - -ENOENT: a BO or syncobj handle names nothing, or an in-syncobj has
+ *   no fence (at that point);
+ * - -EFAULT: an array pointer is not readable;
+ * - -EPERM: REFNPU_PRIORITY_HIGH without CAP_SYS_NICE;
+ * - -ECANCELED: the context is banned;
+ * - -ENOMEM: out of memory; -ENODEV: the device was removed;
+ * - -EINTR or a restart: a signal arrived while locking the BOs.
+ */
+struct drm_refnpu_submit {
+	/** @queue: hardware queue index, below REFNPU_PARAM_NUM_QUEUES */
+	__u32 queue;
+	/** @priority: an &enum drm_refnpu_priority value */
+	__u32 priority;
+	/** @flags: REFNPU_SUBMIT_* flags */
+	__u32 flags;
+	/** @cmd_handle: GEM handle of the BO holding the command buffer */
+	__u32 cmd_handle;
+	/** @cmd_offset: byte offset of the command buffer in its BO */
+	__u64 cmd_offset;
+	/** @cmd_size: size in bytes of the command buffer, a multiple of 8 */
+	__u64 cmd_size;
+	/** @bos: user pointer to an array of &struct drm_refnpu_bo_ref */
+	__u64 bos;
+	/** @bo_count: number of elements of @bos */
+	__u32 bo_count;
+	/** @bo_stride: size of one element of @bos */
+	__u32 bo_stride;
+	/** @in_syncs: user pointer to an array of &struct drm_refnpu_sync */
+	__u64 in_syncs;
+	/** @in_sync_count: number of elements of @in_syncs */
+	__u32 in_sync_count;
+	/** @in_sync_stride: size of one element of @in_syncs */
+	__u32 in_sync_stride;
+	/** @out_syncs: user pointer to an array of &struct drm_refnpu_sync */
+	__u64 out_syncs;
+	/** @out_sync_count: number of elements of @out_syncs */
+	__u32 out_sync_count;
+	/** @out_sync_stride: size of one element of @out_syncs */
+	__u32 out_sync_stride;
+	/** @pad: must be zero */
+	__u64 pad;
+};
+
+#if defined(__cplusplus)
+}
+#endif
+
+#endif /* __UAPI_REFNPU_ACCEL_H__ */
