@@ -40,7 +40,7 @@ extern "C" {
  * -ENODEV       the device was removed while the job was running
  * ============  ===============================================================
  *
- * A context whose jobs time out REFNPU_PARAM_HANG_LIMIT times is banned:
+ * A context whose jobs time out DRM_REFNPU_PARAM_HANG_LIMIT times is banned:
  * its pending jobs are cancelled and further submissions fail with
  * -ECANCELED. Open a new file to get a new context.
  *
@@ -76,61 +76,59 @@ extern "C" {
 
 /**
  * enum drm_refnpu_param - parameters queried with DRM_IOCTL_REFNPU_GET_PARAM
- * @REFNPU_PARAM_DRIVER_VERSION: driver version, major << 16 | minor
- * @REFNPU_PARAM_HW_VERSION: hardware version register of the device
- * @REFNPU_PARAM_CAPABILITIES: mask of REFNPU_CAP_* bits
- * @REFNPU_PARAM_OPS: mask of supported command opcodes, bit N set when
+ * @DRM_REFNPU_PARAM_DRIVER_VERSION: driver version, major << 16 | minor
+ * @DRM_REFNPU_PARAM_HW_VERSION: hardware version register of the device
+ * @DRM_REFNPU_PARAM_CAPABILITIES: mask of DRM_REFNPU_CAP_* bits (driver
+ *	features)
+ * @DRM_REFNPU_PARAM_HW_CAPS: the device's capability register
+ *	(REFNPU_CAP_* of the hardware specification, refnpu_hw.h)
+ * @DRM_REFNPU_PARAM_OPS: mask of supported command opcodes, bit N set when
  *	opcode N of the hardware specification is supported
- * @REFNPU_PARAM_NUM_QUEUES: number of hardware queues; valid values of
+ * @DRM_REFNPU_PARAM_NUM_QUEUES: number of hardware queues; valid values of
  *	&drm_refnpu_submit.queue are 0 to this value minus one
- * @REFNPU_PARAM_VA_START: first device virtual address handed out to BOs
- * @REFNPU_PARAM_VA_SIZE: size in bytes of the device virtual address range
- * @REFNPU_PARAM_PAGE_SIZES: mask of page sizes the device MMU maps
+ * @DRM_REFNPU_PARAM_VA_START: first device virtual address handed out to BOs
+ * @DRM_REFNPU_PARAM_VA_SIZE: size in bytes of the device virtual address range
+ * @DRM_REFNPU_PARAM_PAGE_SIZES: mask of page sizes the device MMU maps
  *	(4096 | 2097152)
- * @REFNPU_PARAM_MAX_BO_SIZE: largest size accepted by
+ * @DRM_REFNPU_PARAM_MAX_BO_SIZE: largest size accepted by
  *	DRM_IOCTL_REFNPU_BO_CREATE
- * @REFNPU_PARAM_TIMESTAMP_FREQ: frequency in Hz of the device timestamps
- * @REFNPU_PARAM_MAX_SUBMIT_BOS: largest &drm_refnpu_submit.bo_count
- * @REFNPU_PARAM_MAX_SUBMIT_SYNCS: largest in- or out-sync count of a submit
- * @REFNPU_PARAM_JOB_TIMEOUT_MS: time in milliseconds after which a
+ * @DRM_REFNPU_PARAM_TIMESTAMP_FREQ: frequency in Hz of the device timestamps
+ * @DRM_REFNPU_PARAM_MAX_SUBMIT_BOS: largest &drm_refnpu_submit.bo_count
+ * @DRM_REFNPU_PARAM_MAX_SUBMIT_SYNCS: largest in- or out-sync count of a submit
+ * @DRM_REFNPU_PARAM_JOB_TIMEOUT_MS: time in milliseconds after which a
  *	running job is stopped and fails with -ETIMEDOUT
- * @REFNPU_PARAM_HANG_LIMIT: number of timed-out jobs after which a context
+ * @DRM_REFNPU_PARAM_HANG_LIMIT: number of timed-out jobs after which a context
  *	is banned
- * @REFNPU_PARAM_CONTEXT_HANGS: number of timed-out jobs of this file's
+ * @DRM_REFNPU_PARAM_CONTEXT_HANGS: number of timed-out jobs of this file's
  *	context so far
- * @REFNPU_PARAM_CONTEXT_BANNED: 1 if this file's context is banned, else 0
- * @REFNPU_PARAM_COUNT: number of parameters, not a parameter
+ * @DRM_REFNPU_PARAM_CONTEXT_BANNED: 1 if this file's context is banned, else 0
  */
 enum drm_refnpu_param {
-	REFNPU_PARAM_DRIVER_VERSION = 0,
-	REFNPU_PARAM_HW_VERSION = 1,
-	REFNPU_PARAM_CAPABILITIES = 2,
-	REFNPU_PARAM_OPS = 3,
-	REFNPU_PARAM_NUM_QUEUES = 4,
-	REFNPU_PARAM_VA_START = 5,
-	REFNPU_PARAM_VA_SIZE = 6,
-	REFNPU_PARAM_PAGE_SIZES = 7,
-	REFNPU_PARAM_MAX_BO_SIZE = 8,
-	REFNPU_PARAM_TIMESTAMP_FREQ = 9,
-	REFNPU_PARAM_MAX_SUBMIT_BOS = 10,
-	REFNPU_PARAM_MAX_SUBMIT_SYNCS = 11,
-	REFNPU_PARAM_JOB_TIMEOUT_MS = 12,
-	REFNPU_PARAM_HANG_LIMIT = 13,
-	REFNPU_PARAM_CONTEXT_HANGS = 14,
-	REFNPU_PARAM_CONTEXT_BANNED = 15,
-	REFNPU_PARAM_COUNT
+	DRM_REFNPU_PARAM_DRIVER_VERSION = 0,
+	DRM_REFNPU_PARAM_HW_VERSION = 1,
+	DRM_REFNPU_PARAM_CAPABILITIES = 2,
+	DRM_REFNPU_PARAM_OPS = 3,
+	DRM_REFNPU_PARAM_NUM_QUEUES = 4,
+	DRM_REFNPU_PARAM_VA_START = 5,
+	DRM_REFNPU_PARAM_VA_SIZE = 6,
+	DRM_REFNPU_PARAM_PAGE_SIZES = 7,
+	DRM_REFNPU_PARAM_MAX_BO_SIZE = 8,
+	DRM_REFNPU_PARAM_TIMESTAMP_FREQ = 9,
+	DRM_REFNPU_PARAM_MAX_SUBMIT_BOS = 10,
+	DRM_REFNPU_PARAM_MAX_SUBMIT_SYNCS = 11,
+	DRM_REFNPU_PARAM_JOB_TIMEOUT_MS = 12,
+	DRM_REFNPU_PARAM_HANG_LIMIT = 13,
+	DRM_REFNPU_PARAM_CONTEXT_HANGS = 14,
+	DRM_REFNPU_PARAM_CONTEXT_BANNED = 15,
+	DRM_REFNPU_PARAM_HW_CAPS = 16,
 };
 
-/* the device executes 32-bit floating-point operations */
-#define REFNPU_CAP_FP32			0x1ULL
-/* the device executes 8-bit integer operations */
-#define REFNPU_CAP_INT8			0x2ULL
 /* submit accepts timeline points */
-#define REFNPU_CAP_TIMELINE_SYNCOBJ	0x4ULL
+#define DRM_REFNPU_CAP_TIMELINE_SYNCOBJ	0x1ULL
 /* BOs can be exported and imported as dma-bufs */
-#define REFNPU_CAP_PRIME		0x8ULL
-/* the device is emulated inside the kernel */
-#define REFNPU_CAP_VIRTUAL		0x10ULL
+#define DRM_REFNPU_CAP_PRIME		0x2ULL
+/* the device is emulated inside the kernel, not a PCI device */
+#define DRM_REFNPU_CAP_VIRTUAL		0x4ULL
 
 /**
  * struct drm_refnpu_get_param - query a device or context parameter
@@ -148,11 +146,11 @@ struct drm_refnpu_get_param {
 };
 
 /* map the BO write-combined on the CPU, not write-back */
-#define REFNPU_BO_WC			0x1U
+#define DRM_REFNPU_BO_WC			0x1U
 /* the device may read but not write the BO */
-#define REFNPU_BO_DEVICE_RO		0x2U
+#define DRM_REFNPU_BO_DEVICE_RO		0x2U
 /* every flag of &drm_refnpu_bo_create.flags */
-#define REFNPU_BO_FLAGS			(REFNPU_BO_WC | REFNPU_BO_DEVICE_RO)
+#define DRM_REFNPU_BO_FLAGS			(DRM_REFNPU_BO_WC | DRM_REFNPU_BO_DEVICE_RO)
 
 /**
  * struct drm_refnpu_bo_create - create a buffer object
@@ -163,7 +161,7 @@ struct drm_refnpu_get_param {
  * DRM_IOCTL_REFNPU_BO_INFO. A guard gap of unmapped device addresses
  * separates every two BOs, so running off the end of a BO faults.
  *
- * Errors: -EINVAL when @size is 0 or larger than REFNPU_PARAM_MAX_BO_SIZE,
+ * Errors: -EINVAL when @size is 0 or larger than DRM_REFNPU_PARAM_MAX_BO_SIZE,
  * @flags has undefined bits, or @handle or @va are not zero on input;
  * -ENOSPC when the device address space is full; -ENOMEM when out of
  * memory; -ENODEV when the device was removed.
@@ -171,7 +169,7 @@ struct drm_refnpu_get_param {
 struct drm_refnpu_bo_create {
 	/** @size: in, size in bytes, rounded up to a multiple of 4096 */
 	__u64 size;
-	/** @flags: in, REFNPU_BO_* flags */
+	/** @flags: in, DRM_REFNPU_BO_* flags */
 	__u32 flags;
 	/** @handle: out, GEM handle of the new BO */
 	__u32 handle;
@@ -192,7 +190,7 @@ struct drm_refnpu_bo_create {
 struct drm_refnpu_bo_info {
 	/** @handle: in, GEM handle */
 	__u32 handle;
-	/** @flags: out, the REFNPU_BO_* flags the BO was created with */
+	/** @flags: out, the DRM_REFNPU_BO_* flags the BO was created with */
 	__u32 flags;
 	/** @mmap_offset: out, offset to pass to mmap() on the device file */
 	__u64 mmap_offset;
@@ -235,9 +233,9 @@ struct drm_refnpu_bo_wait {
 };
 
 /* the job reads the BO */
-#define REFNPU_BO_REF_READ		0x1U
+#define DRM_REFNPU_BO_REF_READ		0x1U
 /* the job writes the BO */
-#define REFNPU_BO_REF_WRITE		0x2U
+#define DRM_REFNPU_BO_REF_WRITE		0x2U
 
 /**
  * struct drm_refnpu_bo_ref - a BO used by a job
@@ -251,7 +249,7 @@ struct drm_refnpu_bo_wait {
 struct drm_refnpu_bo_ref {
 	/** @handle: GEM handle of the BO */
 	__u32 handle;
-	/** @flags: REFNPU_BO_REF_READ and/or REFNPU_BO_REF_WRITE, not 0 */
+	/** @flags: DRM_REFNPU_BO_REF_READ and/or DRM_REFNPU_BO_REF_WRITE, not 0 */
 	__u32 flags;
 };
 
@@ -273,20 +271,20 @@ struct drm_refnpu_sync {
 };
 
 /* do not wait for the listed BOs' fences */
-#define REFNPU_SUBMIT_NO_IMPLICIT_SYNC	0x1U
+#define DRM_REFNPU_SUBMIT_NO_IMPLICIT_SYNC	0x1U
 /* every flag of &drm_refnpu_submit.flags */
-#define REFNPU_SUBMIT_FLAGS		(REFNPU_SUBMIT_NO_IMPLICIT_SYNC)
+#define DRM_REFNPU_SUBMIT_FLAGS		(DRM_REFNPU_SUBMIT_NO_IMPLICIT_SYNC)
 
 /**
  * enum drm_refnpu_priority - scheduling priority of a job
- * @REFNPU_PRIORITY_LOW: runs when no normal or high priority job is ready
- * @REFNPU_PRIORITY_NORMAL: the default
- * @REFNPU_PRIORITY_HIGH: runs first; needs CAP_SYS_NICE
+ * @DRM_REFNPU_PRIORITY_LOW: runs when no normal or high priority job is ready
+ * @DRM_REFNPU_PRIORITY_NORMAL: the default
+ * @DRM_REFNPU_PRIORITY_HIGH: runs first; needs CAP_SYS_NICE
  */
 enum drm_refnpu_priority {
-	REFNPU_PRIORITY_NORMAL = 0,
-	REFNPU_PRIORITY_LOW = 1,
-	REFNPU_PRIORITY_HIGH = 2,
+	DRM_REFNPU_PRIORITY_NORMAL = 0,
+	DRM_REFNPU_PRIORITY_LOW = 1,
+	DRM_REFNPU_PRIORITY_HIGH = 2,
 };
 
 /**
@@ -294,7 +292,7 @@ enum drm_refnpu_priority {
  *
  * Queues the command buffer at @cmd_offset of BO @cmd_handle for execution
  * on queue @queue in this file's context, once every in-fence signalled
- * and, unless REFNPU_SUBMIT_NO_IMPLICIT_SYNC, the implicit fences of the
+ * and, unless DRM_REFNPU_SUBMIT_NO_IMPLICIT_SYNC, the implicit fences of the
  * listed BOs allow it. The command buffer BO is implicitly listed for
  * reading. Jobs of one file on one queue and priority run in submission
  * order.
@@ -304,23 +302,23 @@ enum drm_refnpu_priority {
  * - -EINVAL: undefined bits in @flags or in a BO or sync flag, non-zero
  *   @pad, @queue or @priority out of range, a stride smaller than the
  *   element or larger than 4096, non-zero bytes beyond a known element, a
- *   count above its REFNPU_PARAM_MAX_SUBMIT_* limit, @cmd_size 0 or not a
+ *   count above its DRM_REFNPU_PARAM_MAX_SUBMIT_* limit, @cmd_size 0 or not a
  *   multiple of 8, the command range outside its BO, a BO reference with
  *   neither READ nor WRITE;
  * - -ENOENT: a BO or syncobj handle names nothing, or an in-syncobj has
  *   no fence (at that point);
  * - -EFAULT: an array pointer is not readable;
- * - -EPERM: REFNPU_PRIORITY_HIGH without CAP_SYS_NICE;
+ * - -EPERM: DRM_REFNPU_PRIORITY_HIGH without CAP_SYS_NICE;
  * - -ECANCELED: the context is banned;
  * - -ENOMEM: out of memory; -ENODEV: the device was removed;
  * - -EINTR or a restart: a signal arrived while locking the BOs.
  */
 struct drm_refnpu_submit {
-	/** @queue: hardware queue index, below REFNPU_PARAM_NUM_QUEUES */
+	/** @queue: hardware queue index, below DRM_REFNPU_PARAM_NUM_QUEUES */
 	__u32 queue;
 	/** @priority: an &enum drm_refnpu_priority value */
 	__u32 priority;
-	/** @flags: REFNPU_SUBMIT_* flags */
+	/** @flags: DRM_REFNPU_SUBMIT_* flags */
 	__u32 flags;
 	/** @cmd_handle: GEM handle of the BO holding the command buffer */
 	__u32 cmd_handle;
