@@ -175,6 +175,13 @@ def module_closure(moddir, names):
             deps[mod] = rest.split()
             base = os.path.basename(mod).split(".ko")[0].replace("-", "_")
             byname[base] = mod
+    builtin = set()
+    try:
+        with open(os.path.join(moddir, "modules.builtin")) as f:
+            for line in f:
+                builtin.add(os.path.basename(line.strip()).split(".ko")[0].replace("-", "_"))
+    except OSError:
+        pass
     order = []
 
     def visit(mod):
@@ -186,6 +193,8 @@ def module_closure(moddir, names):
 
     for n in names:
         key = n.replace("-", "_")
+        if key in builtin:
+            continue  # built into this kernel (e.g. the debug kernel)
         if key not in byname:
             die("module %s not found in %s/modules.dep" % (n, moddir))
         visit(byname[key])
