@@ -3,13 +3,18 @@
 #
 # Build refnpu.ko out of tree with W=1 and fail on any compiler warning.
 #
-# Usage: build-module.sh SRCDIR OBJDIR KDIR OUTPUT
+# Usage: build-module.sh SRCDIR OBJDIR KDIR|@FILE OUTPUT
 #
 # Kbuild in 6.12 builds external modules inside M=, so the kernel/ tree is
 # mirrored into OBJDIR (timestamps kept, so rebuilds are incremental) and the
 # source tree stays clean.
 set -euo pipefail
 src=$1 obj=$2 kdir=$3 out=$4
+# KDIR may be @FILE: FILE's last line names a debug-kernel cache directory
+# (scripts/build-debug-kernel.sh), whose O= tree is in build/.
+if [ "${kdir#@}" != "$kdir" ]; then
+	kdir=$(tail -n1 "${kdir#@}")/build
+fi
 if [ ! -d "$kdir" ]; then
 	echo "build-module: $kdir not found; run scripts/setup-deps.sh" >&2
 	exit 1

@@ -271,8 +271,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kernel-dir", required=True,
-                    help="unpacked kernel image (scripts/fetch-kernel.sh)")
-    ap.add_argument("--abi", required=True, help="kernel ABI, e.g. 6.12.117+deb12-amd64")
+                    help="unpacked kernel image (scripts/fetch-kernel.sh) or @FILE")
+    ap.add_argument("--abi", required=True, help="kernel ABI, e.g. 6.12.117+deb12-amd64; 'release' reads "
+                    "KERNEL_DIR/release (debug kernel)")
     ap.add_argument("--vmlinuz", help="kernel image (default: from --kernel-dir)")
     ap.add_argument("--modules-dir", help="module tree (default: from --kernel-dir)")
     ap.add_argument("--qemu", default="qemu-system-x86_64")
@@ -298,6 +299,23 @@ def main():
                     help="self-test: succeed only if the kernel log shows a splat")
     ap.add_argument("--verbose", action="store_true", help="echo command output to stderr")
     args = ap.parse_args()
+    # Values that another build step decides (the custom QEMU's path, the
+    # debug kernel's cache directory) are passed as @FILE: the last line of
+    # FILE holds the value.
+    for opt in ("kernel_dir", "abi", "qemu"):
+        val = getattr(args, opt)
+        if val and val.startswith("@"):
+            try:
+                with open(val[1:]) as f:
+                    setattr(args, opt, f.read().strip().splitlines()[-1])
+            except (OSError, IndexError):
+                die("cannot read %s from %s" % (opt, val[1:]))
+    if args.abi == "release":
+        try:
+            with open(os.path.join(args.kernel_dir, "release")) as f:
+                args.abi = f.read().strip()
+        except OSError:
+            die("%s has no release file" % args.kernel_dir)
 
     kdir = args.kernel_dir
     vmlinuz = args.vmlinuz or os.path.join(kdir, "root/boot/vmlinuz-" + args.abi)
