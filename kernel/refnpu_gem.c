@@ -1,0 +1,382 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Copyright (C) 2025 The refnpu authors
+ *
+ * Buffer objects: drm_gem_shmem objects, mapped into the device address
+ * space of every file holding a handle on them.
+ *
+ * A BO gets its pages and a device mapping when a file gets a handle on
+ * it (creation or PRIME import), through the GEM open callback; the
+ * mapping is reference counted by handles and by the jobs listing the BO,
+ * so pages stay mapped until the last job using them finished, even when
+ * user space closed the handle earlier.
+ */
+
+#include <linux/dma-buf.h>
+#include <linux/dma-resv.h>
+#include <linux/module.h>
+
+#include <drm/drm_drv.h>
+#include <drm/drm_file.h>
+#include <drm/drm_gem.h>
+#include <drm/drm_utils.h>
+#include <uapi/drm/refnpu_accel.h>
+
+#include "refnpu_drv.h"
+#include "refnpu_gem.h"
+#include "refnpu_mmu.h"
+
+static const struct drm_gem_object_funcs refnpu_gem_funcs;
+
+/**
+ * refnpu_gem_create_object() - allocate a refnpu BO for the shmem helpers
+ * @drm: DRM device
+ * @size: size of the object
+ *
+ * Called by drm_gem_shmem_create() and by PRIME import.
+ *
+ * Return: the embedded GEM object, or an ERR_PTR().
+ */
+struct drm_gem_object *refnpu_gem_create_object(struct drm_device *drm,
+						size_t size)
+{
+	struct refnpu_bo *bo;
+
+	bo = kzalloc(sizeof(*bo), GFP_KERNEL);
+	if (!bo)
+		return ERR_PTR(-ENOMEM);
+
+	mutex_init(&bo->lock);
+	INIT_LIST_HEAD(&bo->mappings);
+	/* The device may write any page at any time. */
+	bo->base.pages_mark_dirty_on_put = true;
+	bo->base.base.funcs = &refnpu_gem_funcs;
+
+	return &bo->base.base;
+}
+
+static void refnpu_gem_free(struct drm_gem_object *obj)
+{
+	struct refnpu_bo *bo = to_refnpu_bo(obj);
+
+	drm_WARN_ON(obj->dev, !list_empty(&bo->mappings));
+	dma_fence_put(bo->last_fence);
+	mutex_destroy(&bo->lock);
+	drm_gem_shmem_free(&bo->base);
+}
+
+static struct refnpu_mapping *refnpu_mapping_find(struct refnpu_bo *bo,
+						  struct refnpu_ctx *ctx)
+{
+	struct refnpu_mapping *map;
+
+	lockdep_assert_held(&bo->lock);
+
+	list_for_each_entry(map, &bo->mappings, link)
+		if (map->ctx == ctx)
+			return map;
+
+	return NULL;
+}
+
+/**
+ * refnpu_mapping_get() - take a reference on a BO's mapping in a context
+ * @bo: BO
+ * @ctx: context
+ *
+ * Return: the mapping, or NULL when the BO is not mapped in @ctx (the
+ * context's file holds no handle on it).
+ */
+struct refnpu_mapping *refnpu_mapping_get(struct refnpu_bo *bo,
+					  struct refnpu_ctx *ctx)
+{
+	struct refnpu_mapping *map;
+
+	mutex_lock(&bo->lock);
+	map = refnpu_mapping_find(bo, ctx);
+	if (map)
+		kref_get(&map->refcount);
+	mutex_unlock(&bo->lock);
+
+	return map;
+}
+
+static void refnpu_mapping_release(struct kref *kref)
+	__releases(&bo->lock)
+{
+	struct refnpu_mapping *map =
+		container_of(kref, struct refnpu_mapping, refcount);
+	struct refnpu_bo *bo = map->bo;
+
+	list_del(&map->link);
+	mutex_unlock(&bo->lock);
+
+	refnpu_mmu_unmap(map->ctx, map);
+	refnpu_ctx_put(map->ctx);
+	drm_gem_object_put(&bo->base.base);
+	kfree(map);
+}
+
+/**
+ * refnpu_mapping_put() - drop a reference on a mapping
+ * @map: mapping, may be NULL
+ *
+ * The last reference unmaps the BO from the context and invalidates the
+ * device TLB. May sleep.
+ */
+void refnpu_mapping_put(struct refnpu_mapping *map)
+{
+	if (map)
+		kref_put_mutex(&map->refcount, refnpu_mapping_release,
+			       &map->bo->lock);
+}
+
+static struct sg_table *refnpu_gem_sgt(struct refnpu_bo *bo)
+{
+	struct drm_gem_object *obj = &bo->base.base;
+
+	/* PRIME import set up the sg table from the exporter's attachment. */
+	if (drm_gem_is_imported(obj))
+		return bo->base.sgt ? bo->base.sgt : ERR_PTR(-EINVAL);
+
+	return drm_gem_shmem_get_pages_sgt(&bo->base);
+}
+
+/*
+ * A file got a handle on the BO: map it into the file's context, or take
+ * one more reference on the mapping when it already is.
+ */
+static int refnpu_gem_open(struct drm_gem_object *obj, struct drm_file *file)
+{
+	struct refnpu_file *rfile = file->driver_priv;
+	struct refnpu_bo *bo = to_refnpu_bo(obj);
+	struct refnpu_ctx *ctx = rfile->ctx;
+	struct refnpu_mapping *map;
+	struct sg_table *sgt;
+	int ret;
+
+	mutex_lock(&bo->lock);
+	map = refnpu_mapping_find(bo, ctx);
+	if (map) {
+		kref_get(&map->refcount);
+		mutex_unlock(&bo->lock);
+		return 0;
+	}
+
+	sgt = refnpu_gem_sgt(bo);
+	if (IS_ERR(sgt)) {
+		ret = PTR_ERR(sgt);
+		goto err_unlock;
+	}
+
+	map = kzalloc(sizeof(*map), GFP_KERNEL);
+	if (!map) {
+		ret = -ENOMEM;
+		goto err_unlock;
+	}
+	kref_init(&map->refcount);
+	map->bo = bo;
+	map->ctx = ctx;
+
+	ret = refnpu_mmu_map(ctx, map, sgt, obj->size,
+			     !(bo->flags & DRM_REFNPU_BO_DEVICE_RO));
+	if (ret)
+		goto err_free;
+
+	drm_gem_object_get(obj);
+	refnpu_ctx_get(ctx);
+	list_add_tail(&map->link, &bo->mappings);
+	mutex_unlock(&bo->lock);
+
+	return 0;
+
+err_free:
+	kfree(map);
+err_unlock:
+	mutex_unlock(&bo->lock);
+	return ret;
+}
+
+static void refnpu_gem_close(struct drm_gem_object *obj, struct drm_file *file)
+{
+	struct refnpu_file *rfile = file->driver_priv;
+	struct refnpu_bo *bo = to_refnpu_bo(obj);
+	struct refnpu_mapping *map;
+
+	mutex_lock(&bo->lock);
+	map = refnpu_mapping_find(bo, rfile->ctx);
+	mutex_unlock(&bo->lock);
+
+	/* Drops the handle's reference; open() took it. */
+	if (!drm_WARN_ON(obj->dev, !map))
+		refnpu_mapping_put(map);
+}
+
+static enum drm_gem_object_status refnpu_gem_status(struct drm_gem_object *obj)
+{
+	struct refnpu_bo *bo = to_refnpu_bo(obj);
+
+	/* Called under a spinlock: a racy peek is all fdinfo needs. */
+	if (READ_ONCE(bo->base.pages) || drm_gem_is_imported(obj))
+		return DRM_GEM_OBJECT_RESIDENT;
+
+	return 0;
+}
+
+static const struct drm_gem_object_funcs refnpu_gem_funcs = {
+	.free = refnpu_gem_free,
+	.open = refnpu_gem_open,
+	.close = refnpu_gem_close,
+	.print_info = drm_gem_shmem_object_print_info,
+	.pin = drm_gem_shmem_object_pin,
+	.unpin = drm_gem_shmem_object_unpin,
+	.get_sg_table = drm_gem_shmem_object_get_sg_table,
+	.vmap = drm_gem_shmem_object_vmap,
+	.vunmap = drm_gem_shmem_object_vunmap,
+	.mmap = drm_gem_shmem_object_mmap,
+	.status = refnpu_gem_status,
+	.vm_ops = &drm_gem_shmem_vm_ops,
+};
+
+/**
+ * refnpu_bo_create_ioctl() - DRM_IOCTL_REFNPU_BO_CREATE
+ * @drm: DRM device
+ * @data: &struct drm_refnpu_bo_create
+ * @file: DRM file
+ *
+ * Return: 0 or a negative errno, as documented in the uAPI header.
+ */
+int refnpu_bo_create_ioctl(struct drm_device *drm, void *data,
+			   struct drm_file *file)
+{
+	struct refnpu_file *rfile = file->driver_priv;
+	struct drm_refnpu_bo_create *args = data;
+	struct drm_gem_shmem_object *shmem;
+	struct refnpu_mapping *map;
+	struct refnpu_bo *bo;
+	u32 handle;
+	int ret;
+
+	if (args->flags & ~DRM_REFNPU_BO_FLAGS || args->handle || args->va)
+		return -EINVAL;
+	if (!args->size || args->size > REFNPU_MAX_BO_SIZE)
+		return -EINVAL;
+
+	shmem = drm_gem_shmem_create(drm, PAGE_ALIGN(args->size));
+	if (IS_ERR(shmem))
+		return PTR_ERR(shmem);
+
+	bo = container_of(shmem, struct refnpu_bo, base);
+	bo->flags = args->flags;
+	shmem->map_wc = !!(args->flags & DRM_REFNPU_BO_WC);
+
+	/* Maps the BO into the file's context through refnpu_gem_open(). */
+	ret = drm_gem_handle_create(file, &shmem->base, &handle);
+	if (ret)
+		goto out;
+
+	map = refnpu_mapping_get(bo, rfile->ctx);
+	if (drm_WARN_ON(drm, !map)) {
+		drm_gem_handle_delete(file, handle);
+		ret = -EINVAL;
+		goto out;
+	}
+	args->va = map->va;
+	args->handle = handle;
+	refnpu_mapping_put(map);
+
+	refnpu_dbg(rfile->rdev, GEM, "ctx %u bo %u size %zu va 0x%llx\n",
+		   rfile->ctx->id, handle, shmem->base.size, args->va);
+out:
+	drm_gem_object_put(&shmem->base);
+	return ret;
+}
+
+/**
+ * refnpu_bo_info_ioctl() - DRM_IOCTL_REFNPU_BO_INFO
+ * @drm: DRM device
+ * @data: &struct drm_refnpu_bo_info
+ * @file: DRM file
+ *
+ * Return: 0 or a negative errno, as documented in the uAPI header.
+ */
+int refnpu_bo_info_ioctl(struct drm_device *drm, void *data,
+			 struct drm_file *file)
+{
+	struct refnpu_file *rfile = file->driver_priv;
+	struct drm_refnpu_bo_info *args = data;
+	struct refnpu_mapping *map;
+	struct drm_gem_object *obj;
+	struct refnpu_bo *bo;
+	int ret = 0;
+
+	if (args->pad)
+		return -EINVAL;
+
+	obj = drm_gem_object_lookup(file, args->handle);
+	if (!obj)
+		return -ENOENT;
+	bo = to_refnpu_bo(obj);
+
+	map = refnpu_mapping_get(bo, rfile->ctx);
+	if (drm_WARN_ON(drm, !map)) {
+		ret = -EINVAL;
+		goto out;
+	}
+
+	args->flags = bo->flags;
+	args->va = map->va;
+	args->size = obj->size;
+	args->mmap_offset = drm_vma_node_offset_addr(&obj->vma_node);
+	refnpu_mapping_put(map);
+out:
+	drm_gem_object_put(obj);
+	return ret;
+}
+
+/**
+ * refnpu_bo_wait_ioctl() - DRM_IOCTL_REFNPU_BO_WAIT
+ * @drm: DRM device
+ * @data: &struct drm_refnpu_bo_wait
+ * @file: DRM file
+ *
+ * Return: 0 or a negative errno, as documented in the uAPI header.
+ */
+int refnpu_bo_wait_ioctl(struct drm_device *drm, void *data,
+			 struct drm_file *file)
+{
+	struct drm_refnpu_bo_wait *args = data;
+	struct dma_fence *fence;
+	struct drm_gem_object *obj;
+	unsigned long timeout;
+	long ret;
+
+	if (args->flags || args->pad)
+		return -EINVAL;
+
+	obj = drm_gem_object_lookup(file, args->handle);
+	if (!obj)
+		return -ENOENT;
+
+	timeout = drm_timeout_abs_to_jiffies(args->timeout_ns);
+	ret = dma_resv_wait_timeout(obj->resv, DMA_RESV_USAGE_BOOKKEEP, true,
+				    timeout);
+	if (!ret)
+		ret = -ETIMEDOUT;
+	else if (ret > 0)
+		ret = 0;
+
+	if (!ret) {
+		dma_resv_lock(obj->resv, NULL);
+		fence = dma_fence_get(to_refnpu_bo(obj)->last_fence);
+		dma_resv_unlock(obj->resv);
+
+		args->status = fence ? dma_fence_get_status(fence) : 0;
+		if (args->status > 0)
+			args->status = 0;
+		dma_fence_put(fence);
+	}
+
+	drm_gem_object_put(obj);
+	return ret;
+}

@@ -1,0 +1,1067 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Copyright (C) 2025 The refnpu authors
+ *
+ * Jobs: submission, scheduling, completion and recovery.
+ *
+ * Life of a job: the SUBMIT ioctl validates the arguments, looks up the
+ * BOs and takes a reference on each BO's mapping in the file's context,
+ * resolves the in-syncobjs into scheduler dependencies, locks the BOs'
+ * reservation objects to add the implicit dependencies and the job's
+ * finished fence, and pushes the job to the file's scheduler entity for
+ * the queue and priority. When its dependencies signalled, the queue's
+ * drm_sched calls refnpu_job_run(), which writes the job into the
+ * hardware ring through the backend and returns the hardware fence. The
+ * completion interrupt reports the job's completion record to
+ * refnpu_job_done(), which sets the fence error from the hardware status
+ * and signals the hardware fence; the scheduler then signals the finished
+ * fence (seen by syncobjs and dma_resv users) and frees the job, dropping
+ * its BO mappings and its context.
+ */
+
+#include <linux/dma-fence-chain.h>
+#include <linux/dma-resv.h>
+#include <linux/overflow.h>
+#include <linux/sched.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
+
+#include <drm/drm_drv.h>
+#include <drm/drm_file.h>
+#include <drm/drm_gem.h>
+#include <drm/drm_managed.h>
+#include <drm/drm_syncobj.h>
+#include <uapi/drm/refnpu_accel.h>
+
+#include "refnpu_drv.h"
+#include "refnpu_engine.h"
+#include "refnpu_gem.h"
+#include "refnpu_hw_ops.h"
+#include "refnpu_job.h"
+#include "refnpu_trace.h"
+
+unsigned int refnpu_job_timeout_ms = 5000;
+module_param_named(job_timeout_ms, refnpu_job_timeout_ms, uint, 0444);
+MODULE_PARM_DESC(job_timeout_ms,
+		 "Time after which a running job is stopped and its queue reset, in ms (default: 5000)");
+
+unsigned int refnpu_hang_limit = 3;
+module_param_named(hang_limit, refnpu_hang_limit, uint, 0444);
+MODULE_PARM_DESC(hang_limit,
+		 "Timed-out jobs after which a context is banned (default: 3, minimum 1)");
+
+/* Largest element stride accepted in submit arrays. */
+#define REFNPU_MAX_STRIDE	4096
+
+static inline struct refnpu_job *to_refnpu_job(struct drm_sched_job *sched_job)
+{
+	return container_of(sched_job, struct refnpu_job, base);
+}
+
+static u32 refnpu_dev_index(struct refnpu_device *rdev)
+{
+	return rdev->drm.accel ? rdev->drm.accel->index : 0;
+}
+
+static void refnpu_trace_job(struct refnpu_job *job,
+			     void (*trace)(u32, u32, u32, u64, u64, u64))
+{
+	trace(refnpu_dev_index(job->rdev), job->queue->id, job->ctx->id,
+	      job->seq, job->cmd_va, job->cmd_size);
+}
+
+/**
+ * refnpu_hw_status_to_errno() - the errno a job fails with
+ * @status: REFNPU_ERR_* code of the job's completion record
+ *
+ * The rule, documented in the uAPI header: a device MMU fault (unmapped
+ * address or permission) is -EFAULT; a malformed or unsupported command is
+ * -EINVAL; a failed DMA transfer or table walk is -EIO; the device's
+ * watchdog is -ETIMEDOUT; a job aborted by a reset is -ECANCELED. Anything
+ * else means the driver or the device misbehaved, reported as -EIO.
+ *
+ * Return: 0 for REFNPU_ERR_NONE, else a negative errno.
+ */
+int refnpu_hw_status_to_errno(u32 status)
+{
+	switch (status) {
+	case REFNPU_ERR_NONE:
+		return 0;
+	case REFNPU_ERR_MMU_UNMAPPED:
+	case REFNPU_ERR_MMU_READ_PERM:
+	case REFNPU_ERR_MMU_WRITE_PERM:
+		return -EFAULT;
+	case REFNPU_ERR_MALFORMED:
+	case REFNPU_ERR_UNSUPPORTED:
+		return -EINVAL;
+	case REFNPU_ERR_TIMEOUT:
+		return -ETIMEDOUT;
+	case REFNPU_ERR_ABORTED:
+		return -ECANCELED;
+	case REFNPU_ERR_MMU_WALK:
+	case REFNPU_ERR_DMA:
+	default:
+		return -EIO;
+	}
+}
+
+static const char *refnpu_fence_get_driver_name(struct dma_fence *fence)
+{
+	return DRIVER_NAME;
+}
+
+static const char *refnpu_fence_get_timeline_name(struct dma_fence *fence)
+{
+	struct refnpu_queue *q = container_of(fence->lock, struct refnpu_queue,
+					      lock);
+
+	return q->name;
+}
+
+static const struct dma_fence_ops refnpu_fence_ops = {
+	.get_driver_name = refnpu_fence_get_driver_name,
+	.get_timeline_name = refnpu_fence_get_timeline_name,
+};
+
+static void refnpu_job_put_resources(struct refnpu_job *job)
+{
+	u32 i;
+
+	for (i = 0; i < job->bo_count; i++) {
+		if (job->maps)
+			refnpu_mapping_put(job->maps[i]);
+		if (job->bos[i])
+			drm_gem_object_put(job->bos[i]);
+	}
+	for (i = 0; i < job->in_count; i++)
+		dma_fence_put(job->in_fences[i]);
+	for (i = 0; i < job->out_count; i++) {
+		if (job->out_syncobjs[i])
+			drm_syncobj_put(job->out_syncobjs[i]);
+		dma_fence_chain_free(job->out_chains[i]);
+	}
+
+	if (job->hw_fence_init)
+		dma_fence_put(job->hw_fence);
+	else
+		kfree(job->hw_fence);
+
+	refnpu_ctx_put(job->ctx);
+
+	kvfree(job->bos);
+	kvfree(job->maps);
+	kvfree(job->bo_flags);
+	kfree(job->in_fences);
+	kfree(job->out_syncobjs);
+	kfree(job->out_points);
+	kfree(job->out_chains);
+	kfree(job);
+}
+
+static struct dma_fence *refnpu_job_run(struct drm_sched_job *sched_job)
+{
+	struct refnpu_job *job = to_refnpu_job(sched_job);
+	struct refnpu_queue *q = job->queue;
+	struct refnpu_device *rdev = job->rdev;
+	struct refnpu_hw_job hw;
+	unsigned long flags;
+	int idx;
+	u32 i;
+
+	/* Killed entity or failed dependency: keep the existing error. */
+	if (unlikely(sched_job->s_fence->finished.error))
+		return NULL;
+
+	for (i = 0; i < job->in_count; i++)
+		if (job->in_fences[i]->error)
+			return ERR_PTR(-ECANCELED);
+
+	if (READ_ONCE(job->ctx->banned))
+		return ERR_PTR(-ECANCELED);
+
+	if (!drm_dev_enter(&rdev->drm, &idx))
+		return ERR_PTR(-ENODEV);
+
+	spin_lock_irqsave(&q->lock, flags);
+	job->seq = q->next_seq++;
+	dma_fence_init(job->hw_fence, &refnpu_fence_ops, &q->lock,
+		       q->fence_context, job->seq);
+	job->hw_fence_init = true;
+	list_add_tail(&job->link, &q->active);
+
+	hw.ctx_id = job->ctx->id;
+	hw.seq = job->seq;
+	hw.cmd_va = job->cmd_va;
+	hw.cmd_size = job->cmd_size;
+	rdev->hw_ops->queue_submit(rdev, q->id, &hw);
+	spin_unlock_irqrestore(&q->lock, flags);
+
+	drm_dev_exit(idx);
+
+	atomic64_inc(&q->stats.submitted);
+	refnpu_trace_job(job, trace_refnpu_job_run);
+
+	return dma_fence_get(job->hw_fence);
+}
+
+/* Signal a job that is in the ring without running it (further). */
+static void refnpu_job_abort_locked(struct refnpu_job *job, int error)
+{
+	lockdep_assert_held(&job->queue->lock);
+
+	dma_fence_set_error(job->hw_fence, error);
+	list_del_init(&job->link);
+	dma_fence_signal_locked(job->hw_fence);
+}
+
+/**
+ * refnpu_job_done() - a job completed on the hardware
+ * @q: queue
+ * @done: the job's completion record
+ *
+ * Called by the backend's completion interrupt handler (or its polling
+ * after a suspected lost interrupt), with @q->lock held, once per
+ * completed job in ring order.
+ */
+void refnpu_job_done(struct refnpu_queue *q, const struct refnpu_hw_done *done)
+{
+	struct refnpu_device *rdev = q->rdev;
+	struct refnpu_job *job;
+	u64 busy_ns = 0;
+	int err;
+
+	lockdep_assert_held(&q->lock);
+
+	list_for_each_entry(job, &q->active, link)
+		if (job->seq == done->seq)
+			goto found;
+
+	refnpu_err_ratelimited(rdev, "queue %u: completion of unknown job %llu\n",
+			       q->id, done->seq);
+	return;
+
+found:
+	if (job != list_first_entry(&q->active, struct refnpu_job, link))
+		refnpu_err_ratelimited(rdev, "queue %u: job %llu completed out of order\n",
+				       q->id, job->seq);
+
+	if (done->end_ts > done->start_ts && rdev->info.timestamp_freq)
+		busy_ns = mul_u64_u32_div(done->end_ts - done->start_ts,
+					  NSEC_PER_SEC,
+					  rdev->info.timestamp_freq);
+	atomic64_add(busy_ns, &job->ctx->busy_ns[q->id]);
+	atomic64_add(busy_ns, &q->stats.busy_ns);
+
+	err = refnpu_hw_status_to_errno(done->status);
+	if (err) {
+		atomic64_inc(&q->stats.failed);
+		if (err == -EFAULT || err == -EIO)
+			atomic64_inc(&job->ctx->faults);
+		refnpu_dbg(rdev, JOB, "queue %u job %llu ctx %u failed: status %u va 0x%llx\n",
+			   q->id, job->seq, job->ctx->id, done->status,
+			   done->fault_va);
+		dma_fence_set_error(job->hw_fence, err);
+	} else {
+		atomic64_inc(&q->stats.completed);
+	}
+
+	trace_refnpu_job_done(refnpu_dev_index(rdev), q->id, job->ctx->id,
+			      job->seq, done->status, err, busy_ns);
+
+	list_del_init(&job->link);
+	dma_fence_signal_locked(job->hw_fence);
+}
+
+/**
+ * refnpu_fault_report() - log a fault record of the device
+ * @rdev: device
+ * @fault: the record
+ *
+ * Called from the backend's error interrupt. Only logs and counts: the
+ * faulting job fails through its own completion record.
+ */
+void refnpu_fault_report(struct refnpu_device *rdev,
+			 const struct refnpu_hw_fault *fault)
+{
+	atomic64_inc(&rdev->mmu_faults);
+	trace_refnpu_fault(refnpu_dev_index(rdev), fault->queue, fault->ctx_id,
+			   fault->seq, fault->code, fault->flags, fault->va);
+
+	if (__ratelimit(&rdev->fault_rs))
+		drm_warn(&rdev->drm,
+			 "fault: context %u queue %u job %llu %s at 0x%llx (%s%s)%s\n",
+			 fault->ctx_id, fault->queue, fault->seq,
+			 fault->flags & REFNPU_FAULT_F_WRITE ? "write" : "read",
+			 fault->va, refnpu_engine_err_name(fault->code),
+			 fault->flags & REFNPU_FAULT_F_CMD_FETCH ?
+			 ", command fetch" : "",
+			 fault->overflow ? ", later faults lost" : "");
+}
+
+/**
+ * refnpu_queue_error() - the device halted a queue
+ * @rdev: device
+ * @queue: queue index
+ *
+ * Called from the backend's error interrupt; runs the queue's recovery
+ * right away instead of waiting for the timeout.
+ */
+void refnpu_queue_error(struct refnpu_device *rdev, unsigned int queue)
+{
+	if (queue < rdev->info.num_queues)
+		drm_sched_fault(&rdev->queues[queue].sched);
+}
+
+/* Count a hang against the guilty job's context, banning it at the limit. */
+static void refnpu_job_blame(struct refnpu_job *job)
+{
+	struct refnpu_ctx *ctx = job->ctx;
+	int hangs = atomic_inc_return(&ctx->hangs);
+
+	if (hangs >= max(refnpu_hang_limit, 1U) && !READ_ONCE(ctx->banned)) {
+		WRITE_ONCE(ctx->banned, true);
+		refnpu_warn(job->rdev, "context %u banned after %d hangs\n",
+			    ctx->id, hangs);
+	}
+}
+
+/*
+ * After a queue or device reset: fail the guilty job, cancel the jobs of
+ * banned contexts and write the other jobs into the empty ring again, in
+ * their original order and with their original sequence numbers.
+ */
+static void refnpu_queue_resubmit(struct refnpu_queue *q,
+				  struct refnpu_job *bad, int bad_err)
+{
+	struct refnpu_device *rdev = q->rdev;
+	struct refnpu_job *job, *tmp;
+	unsigned long flags;
+
+	spin_lock_irqsave(&q->lock, flags);
+	list_for_each_entry_safe(job, tmp, &q->active, link) {
+		struct refnpu_hw_job hw;
+
+		if (job == bad) {
+			refnpu_job_abort_locked(job, bad_err);
+			continue;
+		}
+		if (READ_ONCE(job->ctx->banned)) {
+			refnpu_job_abort_locked(job, -ECANCELED);
+			continue;
+		}
+
+		hw.ctx_id = job->ctx->id;
+		hw.seq = job->seq;
+		hw.cmd_va = job->cmd_va;
+		hw.cmd_size = job->cmd_size;
+		rdev->hw_ops->queue_submit(rdev, q->id, &hw);
+	}
+	spin_unlock_irqrestore(&q->lock, flags);
+}
+
+/*
+ * drm_sched_stop() detached the scheduler from the hardware fences of the
+ * jobs that had not completed; attach them again so that drm_sched_start()
+ * waits for the resubmitted jobs and completes the failed ones with their
+ * error.
+ */
+static void refnpu_queue_reattach(struct refnpu_queue *q)
+{
+	struct drm_sched_job *s_job;
+
+	list_for_each_entry(s_job, &q->sched.pending_list, list) {
+		struct refnpu_job *job = to_refnpu_job(s_job);
+
+		if (!s_job->s_fence->parent && job->hw_fence_init)
+			s_job->s_fence->parent = dma_fence_get(job->hw_fence);
+	}
+}
+
+/*
+ * Recovery, serialised by reset_lock and run on the ordered reset
+ * workqueue (the schedulers' timeout workqueue):
+ *   1. stop the schedulers of the queues being reset;
+ *   2. reset the queue (or, when that fails or @q is NULL, the device),
+ *      which reports the jobs that completed meanwhile;
+ *   3. count the hang against the guilty job's context, banning it at
+ *      the limit;
+ *   4. fail the guilty job with @bad_err, cancel banned contexts' jobs,
+ *      resubmit the innocent ones;
+ *   5. restart the schedulers.
+ */
+static void refnpu_recover(struct refnpu_device *rdev, struct refnpu_queue *bq,
+			   struct refnpu_job *bad, int bad_err)
+{
+	unsigned long stopped = 0;
+	unsigned int i;
+	int ret = 0, idx;
+
+	if (!drm_dev_enter(&rdev->drm, &idx))
+		return;
+
+	mutex_lock(&rdev->reset_lock);
+
+	if (bq) {
+		drm_sched_stop(&bq->sched, bad ? &bad->base : NULL);
+		__set_bit(bq->id, &stopped);
+
+		ret = rdev->hw_ops->queue_reset(rdev, bq->id);
+		trace_refnpu_reset(refnpu_dev_index(rdev), bq->id, ret);
+		atomic64_inc(&bq->stats.resets);
+		if (ret)
+			refnpu_err(rdev, "queue %u reset failed (%d), resetting the device\n",
+				   bq->id, ret);
+	}
+
+	if (!bq || ret) {
+		for (i = 0; i < rdev->info.num_queues; i++) {
+			if (test_bit(i, &stopped))
+				continue;
+			drm_sched_stop(&rdev->queues[i].sched, NULL);
+			__set_bit(i, &stopped);
+		}
+		ret = rdev->hw_ops->reset(rdev);
+		trace_refnpu_reset(refnpu_dev_index(rdev), -1, ret);
+		atomic64_inc(&rdev->device_resets);
+		if (ret)
+			refnpu_err(rdev, "device reset failed: %d\n", ret);
+	}
+
+	/* The guilty job may have completed before the reset after all. */
+	if (bad && dma_fence_is_signaled(bad->hw_fence))
+		bad = NULL;
+	if (bad)
+		refnpu_job_blame(bad);
+
+	for_each_set_bit(i, &stopped, rdev->info.num_queues)
+		refnpu_queue_resubmit(&rdev->queues[i], bad, bad_err);
+
+	for_each_set_bit(i, &stopped, rdev->info.num_queues) {
+		refnpu_queue_reattach(&rdev->queues[i]);
+		drm_sched_start(&rdev->queues[i].sched);
+	}
+
+	mutex_unlock(&rdev->reset_lock);
+	drm_dev_exit(idx);
+}
+
+static enum drm_gpu_sched_stat refnpu_job_timedout(struct drm_sched_job *sched_job)
+{
+	struct refnpu_job *job = to_refnpu_job(sched_job);
+	struct refnpu_device *rdev = job->rdev;
+	struct refnpu_queue *q = job->queue;
+	int idx;
+
+	if (!drm_dev_enter(&rdev->drm, &idx))
+		return DRM_GPU_SCHED_STAT_ENODEV;
+
+	/* The completion may be there with its interrupt lost or late. */
+	rdev->hw_ops->queue_poll(rdev, q->id);
+	drm_dev_exit(idx);
+
+	if (dma_fence_is_signaled(job->hw_fence)) {
+		atomic64_inc(&q->stats.lost_irqs);
+		refnpu_warn(rdev, "queue %u: job %llu completed without interrupt\n",
+			    q->id, job->seq);
+		return DRM_GPU_SCHED_STAT_NOMINAL;
+	}
+
+	refnpu_trace_job(job, trace_refnpu_job_timeout);
+	atomic64_inc(&q->stats.timeouts);
+	refnpu_err(rdev, "queue %u: job %llu of context %u timed out\n",
+		   q->id, job->seq, job->ctx->id);
+
+	refnpu_recover(rdev, q, job, -ETIMEDOUT);
+
+	return DRM_GPU_SCHED_STAT_NOMINAL;
+}
+
+static void refnpu_job_free(struct drm_sched_job *sched_job)
+{
+	struct refnpu_job *job = to_refnpu_job(sched_job);
+
+	drm_sched_job_cleanup(sched_job);
+	refnpu_job_put_resources(job);
+}
+
+static const struct drm_sched_backend_ops refnpu_sched_ops = {
+	.run_job = refnpu_job_run,
+	.timedout_job = refnpu_job_timedout,
+	.free_job = refnpu_job_free,
+};
+
+static void refnpu_device_reset_work(struct work_struct *work)
+{
+	struct refnpu_device *rdev =
+		container_of(work, struct refnpu_device, reset_work);
+
+	refnpu_info(rdev, "device reset requested\n");
+	refnpu_recover(rdev, NULL, NULL, 0);
+}
+
+/**
+ * refnpu_device_reset_async() - reset the device from the reset workqueue
+ * @rdev: device
+ *
+ * Used by the debugfs reset trigger. No job is blamed: every job in the
+ * rings is resubmitted after the reset.
+ */
+void refnpu_device_reset_async(struct refnpu_device *rdev)
+{
+	queue_work(rdev->reset_wq, &rdev->reset_work);
+}
+
+static void refnpu_job_destroy_wq(struct drm_device *drm, void *arg)
+{
+	destroy_workqueue(to_refnpu(drm)->reset_wq);
+}
+
+static void refnpu_job_sched_fini(struct drm_device *drm, void *arg)
+{
+	struct refnpu_device *rdev = to_refnpu(drm);
+	unsigned int i;
+
+	for (i = 0; i < rdev->info.num_queues; i++)
+		drm_sched_fini(&rdev->queues[i].sched);
+}
+
+/**
+ * refnpu_job_init() - create a scheduler per hardware queue
+ * @rdev: device, after the backend's init
+ *
+ * Return: 0 or a negative errno.
+ */
+int refnpu_job_init(struct refnpu_device *rdev)
+{
+	struct drm_device *drm = &rdev->drm;
+	unsigned int i;
+	int ret;
+
+	rdev->reset_wq = alloc_ordered_workqueue("refnpu-reset", 0);
+	if (!rdev->reset_wq)
+		return -ENOMEM;
+	ret = drmm_add_action_or_reset(drm, refnpu_job_destroy_wq, NULL);
+	if (ret)
+		return ret;
+	INIT_WORK(&rdev->reset_work, refnpu_device_reset_work);
+
+	for (i = 0; i < rdev->info.num_queues; i++) {
+		struct refnpu_queue *q = &rdev->queues[i];
+		const struct drm_sched_init_args args = {
+			.ops = &refnpu_sched_ops,
+			.num_rqs = DRM_SCHED_PRIORITY_COUNT,
+			.credit_limit = REFNPU_QUEUE_JOBS,
+			.timeout = msecs_to_jiffies(refnpu_job_timeout_ms),
+			.timeout_wq = rdev->reset_wq,
+			.name = q->name,
+			.dev = drm->dev,
+		};
+
+		q->rdev = rdev;
+		q->id = i;
+		snprintf(q->name, sizeof(q->name), "queue%u", i);
+		spin_lock_init(&q->lock);
+		INIT_LIST_HEAD(&q->active);
+		q->fence_context = dma_fence_context_alloc(1);
+
+		ret = drm_sched_init(&q->sched, &args);
+		if (ret) {
+			while (i--)
+				drm_sched_fini(&rdev->queues[i].sched);
+			return ret;
+		}
+	}
+
+	return drmm_add_action_or_reset(drm, refnpu_job_sched_fini, NULL);
+}
+
+/**
+ * refnpu_job_cancel_all() - fail every job in the rings of a removed device
+ * @rdev: device, already unplugged
+ *
+ * Called after drm_dev_unplug(): the hardware is gone and will never
+ * complete the jobs it had, so fail them with -ENODEV. Jobs not yet in a
+ * ring fail in refnpu_job_run().
+ */
+void refnpu_job_cancel_all(struct refnpu_device *rdev)
+{
+	struct refnpu_job *job, *tmp;
+	unsigned long flags;
+	unsigned int i;
+
+	cancel_work_sync(&rdev->reset_work);
+
+	for (i = 0; i < rdev->info.num_queues; i++) {
+		struct refnpu_queue *q = &rdev->queues[i];
+
+		spin_lock_irqsave(&q->lock, flags);
+		list_for_each_entry_safe(job, tmp, &q->active, link)
+			refnpu_job_abort_locked(job, -ENODEV);
+		spin_unlock_irqrestore(&q->lock, flags);
+	}
+}
+
+/**
+ * refnpu_job_fini() - counterpart of refnpu_job_init()
+ * @rdev: device
+ *
+ * The schedulers are torn down with the DRM device, after the last file
+ * closed, since open files keep entities on them.
+ */
+void refnpu_job_fini(struct refnpu_device *rdev)
+{
+}
+
+/**
+ * refnpu_job_file_open() - create a file's scheduler entities
+ * @rfile: file
+ *
+ * Return: 0 or a negative errno.
+ */
+int refnpu_job_file_open(struct refnpu_file *rfile)
+{
+	static const enum drm_sched_priority prio[REFNPU_NUM_PRIORITIES] = {
+		[DRM_REFNPU_PRIORITY_NORMAL] = DRM_SCHED_PRIORITY_NORMAL,
+		[DRM_REFNPU_PRIORITY_LOW] = DRM_SCHED_PRIORITY_LOW,
+		[DRM_REFNPU_PRIORITY_HIGH] = DRM_SCHED_PRIORITY_HIGH,
+	};
+	struct refnpu_device *rdev = rfile->rdev;
+	unsigned int q, p;
+	int ret;
+
+	for (q = 0; q < rdev->info.num_queues; q++) {
+		struct drm_gpu_scheduler *sched = &rdev->queues[q].sched;
+
+		for (p = 0; p < REFNPU_NUM_PRIORITIES; p++) {
+			ret = drm_sched_entity_init(&rfile->entities[q][p],
+						    prio[p], &sched, 1, NULL);
+			if (ret)
+				goto err;
+		}
+	}
+
+	return 0;
+
+err:
+	while (p--)
+		drm_sched_entity_destroy(&rfile->entities[q][p]);
+	while (q--)
+		for (p = 0; p < REFNPU_NUM_PRIORITIES; p++)
+			drm_sched_entity_destroy(&rfile->entities[q][p]);
+	return ret;
+}
+
+/**
+ * refnpu_job_file_close() - destroy a file's scheduler entities
+ * @rfile: file
+ *
+ * Waits (up to the scheduler's timeout) for the file's queued jobs to be
+ * handed to the hardware; when the process is being killed, its queued
+ * jobs are cancelled instead. Jobs already running complete normally and
+ * keep what they use alive.
+ */
+void refnpu_job_file_close(struct refnpu_file *rfile)
+{
+	unsigned int q, p;
+
+	for (q = 0; q < rfile->rdev->info.num_queues; q++)
+		for (p = 0; p < REFNPU_NUM_PRIORITIES; p++)
+			drm_sched_entity_destroy(&rfile->entities[q][p]);
+}
+
+/*
+ * Copy @count elements of @ksize bytes from a user array of @stride-byte
+ * elements. Bytes of an element beyond what this kernel knows must be 0.
+ */
+static int refnpu_copy_array(void *dst, size_t ksize, u64 uptr, u32 count,
+			     u32 stride)
+{
+	void __user *src = u64_to_user_ptr(uptr);
+	u32 i;
+	int ret;
+
+	if (!count)
+		return 0;
+	if (stride < ksize || stride > REFNPU_MAX_STRIDE)
+		return -EINVAL;
+
+	if (stride == ksize)
+		return copy_from_user(dst, src, array_size(count, ksize)) ?
+		       -EFAULT : 0;
+
+	for (i = 0; i < count; i++) {
+		void __user *elem = src + (size_t)i * stride;
+
+		if (copy_from_user(dst + i * ksize, elem, ksize))
+			return -EFAULT;
+		ret = check_zeroed_user(elem + ksize, stride - ksize);
+		if (ret < 0)
+			return ret;
+		if (!ret)
+			return -EINVAL;
+	}
+
+	return 0;
+}
+
+/* Look up the listed BOs (merging duplicates) and the command buffer BO. */
+static int refnpu_submit_lookup_bos(struct refnpu_job *job,
+				    struct drm_file *file,
+				    const struct drm_refnpu_submit *args)
+{
+	struct refnpu_file *rfile = file->driver_priv;
+	struct drm_refnpu_bo_ref *refs;
+	struct drm_gem_object *cmd_obj;
+	struct refnpu_mapping *cmd_map = NULL;
+	u32 count = args->bo_count, n = 0, i, j;
+	int ret;
+
+	/* One more slot for the command buffer BO. */
+	job->bos = kvcalloc(count + 1, sizeof(*job->bos), GFP_KERNEL);
+	job->maps = kvcalloc(count + 1, sizeof(*job->maps), GFP_KERNEL);
+	job->bo_flags = kvcalloc(count + 1, sizeof(*job->bo_flags), GFP_KERNEL);
+	refs = kvcalloc(count, sizeof(*refs), GFP_KERNEL);
+	if (!job->bos || !job->maps || !job->bo_flags || (count && !refs)) {
+		ret = -ENOMEM;
+		goto out;
+	}
+
+	ret = refnpu_copy_array(refs, sizeof(*refs), args->bos, count,
+				args->bo_stride);
+	if (ret)
+		goto out;
+
+	for (i = 0; i < count; i++) {
+		u32 flags = refs[i].flags;
+
+		if (!flags || flags & ~(DRM_REFNPU_BO_REF_READ |
+					DRM_REFNPU_BO_REF_WRITE)) {
+			ret = -EINVAL;
+			goto out;
+		}
+	}
+
+	cmd_obj = drm_gem_object_lookup(file, args->cmd_handle);
+	if (!cmd_obj) {
+		ret = -ENOENT;
+		goto out;
+	}
+	if (args->cmd_offset > cmd_obj->size ||
+	    args->cmd_size > cmd_obj->size - args->cmd_offset) {
+		drm_gem_object_put(cmd_obj);
+		ret = -EINVAL;
+		goto out;
+	}
+	job->bos[n] = cmd_obj;
+	job->bo_flags[n] = DRM_REFNPU_BO_REF_READ;
+	job->bo_count = ++n;
+
+	for (i = 0; i < count; i++) {
+		struct drm_gem_object *obj;
+
+		obj = drm_gem_object_lookup(file, refs[i].handle);
+		if (!obj) {
+			ret = -ENOENT;
+			goto out;
+		}
+		for (j = 0; j < n; j++)
+			if (job->bos[j] == obj)
+				break;
+		if (j < n) {
+			job->bo_flags[j] |= refs[i].flags;
+			drm_gem_object_put(obj);
+			continue;
+		}
+		job->bos[n] = obj;
+		job->bo_flags[n] = refs[i].flags;
+		job->bo_count = ++n;
+	}
+
+	for (i = 0; i < n; i++) {
+		job->maps[i] = refnpu_mapping_get(to_refnpu_bo(job->bos[i]),
+						  rfile->ctx);
+		if (drm_WARN_ON(job->bos[i]->dev, !job->maps[i])) {
+			ret = -EINVAL;
+			goto out;
+		}
+	}
+	cmd_map = job->maps[0];
+	job->cmd_va = cmd_map->va + args->cmd_offset;
+	job->cmd_size = args->cmd_size;
+	ret = 0;
+out:
+	kvfree(refs);
+	return ret;
+}
+
+static int refnpu_submit_in_syncs(struct refnpu_job *job, struct drm_file *file,
+				  const struct drm_refnpu_submit *args)
+{
+	struct drm_refnpu_sync *syncs;
+	u32 count = args->in_sync_count, i;
+	int ret;
+
+	if (!count)
+		return 0;
+
+	syncs = kcalloc(count, sizeof(*syncs), GFP_KERNEL);
+	job->in_fences = kcalloc(count, sizeof(*job->in_fences), GFP_KERNEL);
+	if (!syncs || !job->in_fences) {
+		ret = -ENOMEM;
+		goto out;
+	}
+
+	ret = refnpu_copy_array(syncs, sizeof(*syncs), args->in_syncs, count,
+				args->in_sync_stride);
+	if (ret)
+		goto out;
+
+	for (i = 0; i < count; i++) {
+		struct drm_syncobj *syncobj;
+		struct dma_fence *fence;
+
+		if (syncs[i].flags) {
+			ret = -EINVAL;
+			goto out;
+		}
+		syncobj = drm_syncobj_find(file, syncs[i].handle);
+		if (!syncobj) {
+			ret = -ENOENT;
+			goto out;
+		}
+		drm_syncobj_put(syncobj);
+
+		ret = drm_syncobj_find_fence(file, syncs[i].handle,
+					     syncs[i].point, 0, &fence);
+		if (ret) {
+			ret = -ENOENT;
+			goto out;
+		}
+
+		job->in_fences[job->in_count++] = dma_fence_get(fence);
+		ret = drm_sched_job_add_dependency(&job->base, fence);
+		if (ret)
+			goto out;
+	}
+	ret = 0;
+out:
+	kfree(syncs);
+	return ret;
+}
+
+static int refnpu_submit_out_syncs(struct refnpu_job *job, struct drm_file *file,
+				   const struct drm_refnpu_submit *args)
+{
+	struct drm_refnpu_sync *syncs;
+	u32 count = args->out_sync_count, i;
+	int ret;
+
+	if (!count)
+		return 0;
+
+	syncs = kcalloc(count, sizeof(*syncs), GFP_KERNEL);
+	job->out_syncobjs = kcalloc(count, sizeof(*job->out_syncobjs),
+				    GFP_KERNEL);
+	job->out_points = kcalloc(count, sizeof(*job->out_points), GFP_KERNEL);
+	job->out_chains = kcalloc(count, sizeof(*job->out_chains), GFP_KERNEL);
+	if (!syncs || !job->out_syncobjs || !job->out_points ||
+	    !job->out_chains) {
+		ret = -ENOMEM;
+		goto out;
+	}
+
+	ret = refnpu_copy_array(syncs, sizeof(*syncs), args->out_syncs, count,
+				args->out_sync_stride);
+	if (ret)
+		goto out;
+
+	for (i = 0; i < count; i++) {
+		if (syncs[i].flags) {
+			ret = -EINVAL;
+			goto out;
+		}
+		job->out_syncobjs[i] = drm_syncobj_find(file, syncs[i].handle);
+		job->out_count = i + 1;
+		if (!job->out_syncobjs[i]) {
+			ret = -ENOENT;
+			goto out;
+		}
+		job->out_points[i] = syncs[i].point;
+		if (syncs[i].point) {
+			job->out_chains[i] = dma_fence_chain_alloc();
+			if (!job->out_chains[i]) {
+				ret = -ENOMEM;
+				goto out;
+			}
+		}
+	}
+	ret = 0;
+out:
+	kfree(syncs);
+	return ret;
+}
+
+static void refnpu_submit_signal_out_syncs(struct refnpu_job *job,
+					   struct dma_fence *fence)
+{
+	u32 i;
+
+	for (i = 0; i < job->out_count; i++) {
+		if (job->out_points[i]) {
+			drm_syncobj_add_point(job->out_syncobjs[i],
+					      job->out_chains[i], fence,
+					      job->out_points[i]);
+			job->out_chains[i] = NULL;
+		} else {
+			drm_syncobj_replace_fence(job->out_syncobjs[i], fence);
+		}
+	}
+}
+
+/* Lock the BOs, add implicit dependencies, arm and push the job. */
+static int refnpu_submit_push(struct refnpu_job *job, struct refnpu_file *rfile,
+			      struct drm_sched_entity *entity, bool implicit)
+{
+	struct ww_acquire_ctx acquire;
+	struct dma_fence *finished;
+	u32 i;
+	int ret;
+
+	ret = drm_gem_lock_reservations(job->bos, job->bo_count, &acquire);
+	if (ret)
+		return ret;
+
+	for (i = 0; i < job->bo_count; i++) {
+		bool write = job->bo_flags[i] & DRM_REFNPU_BO_REF_WRITE;
+
+		ret = dma_resv_reserve_fences(job->bos[i]->resv, 1);
+		if (ret)
+			goto unlock;
+		if (!implicit)
+			continue;
+		ret = drm_sched_job_add_implicit_dependencies(&job->base,
+							      job->bos[i],
+							      write);
+		if (ret)
+			goto unlock;
+	}
+
+	mutex_lock(&rfile->submit_lock);
+	drm_sched_job_arm(&job->base);
+	finished = dma_fence_get(&job->base.s_fence->finished);
+
+	for (i = 0; i < job->bo_count; i++) {
+		bool write = job->bo_flags[i] & DRM_REFNPU_BO_REF_WRITE;
+		struct refnpu_bo *bo = to_refnpu_bo(job->bos[i]);
+
+		dma_resv_add_fence(job->bos[i]->resv, finished,
+				   write ? DMA_RESV_USAGE_WRITE :
+					   DMA_RESV_USAGE_READ);
+		dma_fence_put(bo->last_fence);
+		bo->last_fence = dma_fence_get(finished);
+	}
+
+	refnpu_trace_job(job, trace_refnpu_job_submit);
+	drm_sched_entity_push_job(&job->base);
+	mutex_unlock(&rfile->submit_lock);
+
+	drm_gem_unlock_reservations(job->bos, job->bo_count, &acquire);
+
+	/* The job may be gone already: only @finished is used from here. */
+	refnpu_submit_signal_out_syncs(job, finished);
+	dma_fence_put(finished);
+
+	return 0;
+
+unlock:
+	drm_gem_unlock_reservations(job->bos, job->bo_count, &acquire);
+	return ret;
+}
+
+/**
+ * refnpu_submit_ioctl() - DRM_IOCTL_REFNPU_SUBMIT
+ * @drm: DRM device
+ * @data: &struct drm_refnpu_submit
+ * @file: DRM file
+ *
+ * Return: 0 or a negative errno, as documented in the uAPI header.
+ */
+int refnpu_submit_ioctl(struct drm_device *drm, void *data,
+			struct drm_file *file)
+{
+	struct refnpu_file *rfile = file->driver_priv;
+	struct refnpu_device *rdev = rfile->rdev;
+	struct drm_refnpu_submit *args = data;
+	struct drm_sched_entity *entity;
+	struct refnpu_job *job;
+	int ret, idx;
+
+	if (args->flags & ~DRM_REFNPU_SUBMIT_FLAGS || args->pad)
+		return -EINVAL;
+	if (args->queue >= rdev->info.num_queues ||
+	    args->priority >= REFNPU_NUM_PRIORITIES)
+		return -EINVAL;
+	if (!args->cmd_size || args->cmd_size > REFNPU_CMDBUF_MAX_SIZE ||
+	    !IS_ALIGNED(args->cmd_size | args->cmd_offset, REFNPU_CMD_ALIGN))
+		return -EINVAL;
+	if (args->bo_count > REFNPU_MAX_SUBMIT_BOS ||
+	    args->in_sync_count > REFNPU_MAX_SUBMIT_SYNCS ||
+	    args->out_sync_count > REFNPU_MAX_SUBMIT_SYNCS)
+		return -EINVAL;
+	if (args->priority == DRM_REFNPU_PRIORITY_HIGH && !capable(CAP_SYS_NICE))
+		return -EPERM;
+	if (READ_ONCE(rfile->ctx->banned))
+		return -ECANCELED;
+
+	if (!drm_dev_enter(drm, &idx))
+		return -ENODEV;
+
+	job = kzalloc(sizeof(*job), GFP_KERNEL);
+	if (!job) {
+		ret = -ENOMEM;
+		goto out_exit;
+	}
+	job->rdev = rdev;
+	job->queue = &rdev->queues[args->queue];
+	job->ctx = refnpu_ctx_get(rfile->ctx);
+	INIT_LIST_HEAD(&job->link);
+
+	job->hw_fence = kzalloc(sizeof(*job->hw_fence), GFP_KERNEL);
+	if (!job->hw_fence) {
+		ret = -ENOMEM;
+		goto out_free;
+	}
+
+	ret = refnpu_submit_lookup_bos(job, file, args);
+	if (ret)
+		goto out_free;
+
+	entity = &rfile->entities[args->queue][args->priority];
+	ret = drm_sched_job_init(&job->base, entity, 1, rfile, file->client_id);
+	if (ret)
+		goto out_free;
+
+	ret = refnpu_submit_in_syncs(job, file, args);
+	if (ret)
+		goto out_cleanup;
+
+	ret = refnpu_submit_out_syncs(job, file, args);
+	if (ret)
+		goto out_cleanup;
+
+	ret = refnpu_submit_push(job, rfile, entity,
+				 !(args->flags & DRM_REFNPU_SUBMIT_NO_IMPLICIT_SYNC));
+	if (ret)
+		goto out_cleanup;
+
+	drm_dev_exit(idx);
+	return 0;
+
+out_cleanup:
+	drm_sched_job_cleanup(&job->base);
+out_free:
+	refnpu_job_put_resources(job);
+out_exit:
+	drm_dev_exit(idx);
+	return ret;
+}

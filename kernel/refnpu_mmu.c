@@ -1,0 +1,652 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Copyright (C) 2025 The refnpu authors
+ *
+ * Device MMU: per-context address spaces.
+ *
+ * Every open file owns a context: a hardware context id, a drm_mm
+ * allocator of device virtual addresses and a four-level page-table tree
+ * in the format of refnpu_hw.h, built in bus memory from the DMA addresses
+ * of each BO (dma_map_sgtable()), so that a system IOMMU translates the
+ * device's table walks and data accesses in turn. The context table, one
+ * entry per context id, points the device at each tree.
+ *
+ * Nothing here touches a register: TLB invalidation and the context table
+ * base go through the backend.
+ */
+
+#include <linux/dma-mapping.h>
+#include <linux/scatterlist.h>
+#include <linux/sched.h>
+#include <linux/slab.h>
+
+#include <drm/drm_drv.h>
+#include <drm/drm_managed.h>
+#include <uapi/drm/refnpu_accel.h>
+
+#include "refnpu_drv.h"
+#include "refnpu_gem.h"
+#include "refnpu_hw_ops.h"
+#include "refnpu_mmu.h"
+
+#define REFNPU_PT_ROOT_LEVEL	(REFNPU_PT_LEVELS - 1)
+#define REFNPU_PT_HUGE_LEVEL	1
+
+static struct refnpu_pt *refnpu_pt_alloc(struct refnpu_pgtable *pgt,
+					 unsigned int level)
+{
+	struct refnpu_pt *pt;
+
+	pt = kzalloc(struct_size(pt, children, level ? REFNPU_PT_ENTRIES : 0),
+		     GFP_KERNEL);
+	if (!pt)
+		return NULL;
+
+	pt->entries = dma_alloc_coherent(pgt->dev, REFNPU_PAGE_SIZE, &pt->dma,
+					 GFP_KERNEL);
+	if (!pt->entries) {
+		kfree(pt);
+		return NULL;
+	}
+	INIT_LIST_HEAD(&pt->free_link);
+	pgt->tables++;
+
+	return pt;
+}
+
+static void refnpu_pt_free(struct refnpu_pgtable *pgt, struct refnpu_pt *pt)
+{
+	dma_free_coherent(pgt->dev, REFNPU_PAGE_SIZE, pt->entries, pt->dma);
+	kfree(pt);
+	pgt->tables--;
+}
+
+static void refnpu_pt_free_tree(struct refnpu_pgtable *pgt,
+				struct refnpu_pt *pt, unsigned int level)
+{
+	unsigned int i;
+
+	if (level) {
+		for (i = 0; i < REFNPU_PT_ENTRIES; i++)
+			if (pt->children[i])
+				refnpu_pt_free_tree(pgt, pt->children[i],
+						    level - 1);
+	}
+	refnpu_pt_free(pgt, pt);
+}
+
+static void refnpu_pte_write(struct refnpu_pt *pt, unsigned int idx, u64 pte)
+{
+	WRITE_ONCE(pt->entries[idx], cpu_to_le64(pte));
+}
+
+static u64 refnpu_pte_read(struct refnpu_pt *pt, unsigned int idx)
+{
+	return le64_to_cpu(READ_ONCE(pt->entries[idx]));
+}
+
+/**
+ * refnpu_pgtable_init() - set up an empty page-table tree
+ * @pgt: tree to set up
+ * @dev: device whose DMA API allocates the tables
+ * @huge: map 2 MiB pages where virtual and bus addresses allow it
+ *
+ * Return: 0 or -ENOMEM.
+ */
+int refnpu_pgtable_init(struct refnpu_pgtable *pgt, struct device *dev,
+			bool huge)
+{
+	pgt->dev = dev;
+	pgt->huge = huge;
+	pgt->tables = 0;
+	pgt->root = refnpu_pt_alloc(pgt, REFNPU_PT_ROOT_LEVEL);
+
+	return pgt->root ? 0 : -ENOMEM;
+}
+
+/**
+ * refnpu_pgtable_fini() - free a page-table tree
+ * @pgt: tree to free; the device must no longer walk it
+ */
+void refnpu_pgtable_fini(struct refnpu_pgtable *pgt)
+{
+	if (pgt->root)
+		refnpu_pt_free_tree(pgt, pgt->root, REFNPU_PT_ROOT_LEVEL);
+	pgt->root = NULL;
+	WARN_ON(pgt->tables);
+}
+
+/*
+ * Write one leaf entry at @leaf_level, allocating the tables above it.
+ * Fails with -EEXIST when the slot (or a 2 MiB page covering it) is
+ * already mapped, which means overlapping ranges: a driver bug.
+ */
+static int refnpu_pgtable_set(struct refnpu_pgtable *pgt, u64 va,
+			      unsigned int leaf_level, u64 pte)
+{
+	struct refnpu_pt *pt = pgt->root;
+	unsigned int level, idx;
+
+	for (level = REFNPU_PT_ROOT_LEVEL; level > leaf_level; level--) {
+		struct refnpu_pt *child;
+
+		idx = REFNPU_PT_INDEX(va, level);
+		child = pt->children[idx];
+		if (!child) {
+			if (refnpu_pte_read(pt, idx) & REFNPU_PTE_VALID)
+				return -EEXIST; /* a 2 MiB page is there */
+			child = refnpu_pt_alloc(pgt, level - 1);
+			if (!child)
+				return -ENOMEM;
+			pt->children[idx] = child;
+			refnpu_pte_write(pt, idx, (child->dma & REFNPU_PTE_ADDR_MASK) |
+					 REFNPU_PTE_VALID);
+			pt->used++;
+		}
+		pt = child;
+	}
+
+	idx = REFNPU_PT_INDEX(va, leaf_level);
+	if (refnpu_pte_read(pt, idx) & REFNPU_PTE_VALID ||
+	    (leaf_level && pt->children[idx]))
+		return -EEXIST;
+	refnpu_pte_write(pt, idx, pte);
+	pt->used++;
+
+	return 0;
+}
+
+/*
+ * Clear [va, end) below @pt (a table of @level covering @va). Tables that
+ * become empty are unlinked and queued on @freelist: the device may still
+ * walk them until its TLB is invalidated.
+ */
+static void refnpu_pgtable_clear(struct refnpu_pgtable *pgt,
+				 struct refnpu_pt *pt, unsigned int level,
+				 u64 va, u64 end, struct list_head *freelist)
+{
+	u64 span = 1ULL << REFNPU_PT_SHIFT(level);
+
+	while (va < end) {
+		unsigned int idx = REFNPU_PT_INDEX(va, level);
+		u64 next = min((va | (span - 1)) + 1, end);
+		struct refnpu_pt *child = level ? pt->children[idx] : NULL;
+
+		if (child) {
+			refnpu_pgtable_clear(pgt, child, level - 1, va, next,
+					     freelist);
+			if (!child->used) {
+				pt->children[idx] = NULL;
+				refnpu_pte_write(pt, idx, 0);
+				pt->used--;
+				list_add_tail(&child->free_link, freelist);
+			}
+		} else if (refnpu_pte_read(pt, idx) & REFNPU_PTE_VALID) {
+			/* A leaf: only whole pages are ever unmapped. */
+			WARN_ON(va & (span - 1) || next - va != span);
+			refnpu_pte_write(pt, idx, 0);
+			pt->used--;
+		}
+		va = next;
+	}
+}
+
+/**
+ * refnpu_pgtable_unmap() - remove the translations of a range
+ * @pgt: tree
+ * @va: first address, page aligned
+ * @size: size in bytes, page aligned
+ * @freelist: list that receives the tables that became empty; pass it to
+ *	refnpu_pgtable_free_tables() once the device's TLB was invalidated
+ */
+void refnpu_pgtable_unmap(struct refnpu_pgtable *pgt, u64 va, u64 size,
+			  struct list_head *freelist)
+{
+	if (!size)
+		return;
+	refnpu_pgtable_clear(pgt, pgt->root, REFNPU_PT_ROOT_LEVEL, va,
+			     va + size, freelist);
+}
+
+/**
+ * refnpu_pgtable_free_tables() - free tables removed by an unmap
+ * @pgt: tree the tables belonged to
+ * @freelist: list filled by refnpu_pgtable_unmap()
+ */
+void refnpu_pgtable_free_tables(struct refnpu_pgtable *pgt,
+				struct list_head *freelist)
+{
+	struct refnpu_pt *pt, *tmp;
+
+	list_for_each_entry_safe(pt, tmp, freelist, free_link) {
+		list_del(&pt->free_link);
+		refnpu_pt_free(pgt, pt);
+	}
+}
+
+/**
+ * refnpu_pgtable_map() - map a bus-contiguous range
+ * @pgt: tree
+ * @va: device virtual address, page aligned
+ * @addr: bus address, page aligned
+ * @size: size in bytes, page aligned
+ * @writable: allow device writes
+ *
+ * Uses 2 MiB pages wherever @va and @addr are both 2 MiB aligned and at
+ * least 2 MiB remain. On failure nothing of the range stays mapped.
+ *
+ * Return: 0, -EINVAL for unaligned or out-of-range arguments, -EEXIST when
+ * part of the range is already mapped, -ENOMEM.
+ */
+int refnpu_pgtable_map(struct refnpu_pgtable *pgt, u64 va, dma_addr_t addr,
+		       u64 size, bool writable)
+{
+	u64 prot = REFNPU_PTE_VALID | REFNPU_PTE_READ |
+		   (writable ? REFNPU_PTE_WRITE : 0);
+	u64 done = 0;
+	LIST_HEAD(freelist);
+	int ret = 0;
+
+	if (!IS_ALIGNED(va | addr | size, REFNPU_PAGE_SIZE) || !size ||
+	    va + size < va || va + size > REFNPU_VA_LIMIT ||
+	    (u64)addr + size - 1 > REFNPU_PTE_ADDR_MASK)
+		return -EINVAL;
+
+	while (done < size) {
+		u64 v = va + done, a = addr + done;
+
+		if (pgt->huge && size - done >= REFNPU_HUGE_PAGE_SIZE &&
+		    IS_ALIGNED(v | a, REFNPU_HUGE_PAGE_SIZE)) {
+			ret = refnpu_pgtable_set(pgt, v, REFNPU_PT_HUGE_LEVEL,
+						 (a & REFNPU_PTE_HUGE_ADDR_MASK) |
+						 prot | REFNPU_PTE_LEAF);
+			if (ret)
+				break;
+			done += REFNPU_HUGE_PAGE_SIZE;
+		} else {
+			ret = refnpu_pgtable_set(pgt, v, 0,
+						 (a & REFNPU_PTE_ADDR_MASK) | prot);
+			if (ret)
+				break;
+			done += REFNPU_PAGE_SIZE;
+		}
+	}
+
+	if (ret) {
+		/* Nothing walked the new entries yet: free without waiting. */
+		refnpu_pgtable_unmap(pgt, va, done, &freelist);
+		refnpu_pgtable_free_tables(pgt, &freelist);
+	}
+
+	return ret;
+}
+
+/**
+ * refnpu_pgtable_map_sgt() - map the DMA segments of a scatter table
+ * @pgt: tree
+ * @va: device virtual address of the first segment, page aligned
+ * @sgt: table mapped with dma_map_sgtable()
+ * @size: bytes to map; the segments must cover it
+ * @writable: allow device writes
+ *
+ * On failure nothing of the range stays mapped.
+ *
+ * Return: 0, -EINVAL for segments that are not page aligned or do not
+ * cover @size, -EEXIST, -ENOMEM.
+ */
+int refnpu_pgtable_map_sgt(struct refnpu_pgtable *pgt, u64 va,
+			   struct sg_table *sgt, u64 size, bool writable)
+{
+	struct scatterlist *sg;
+	LIST_HEAD(freelist);
+	u64 done = 0;
+	unsigned int i;
+	int ret = 0;
+
+	for_each_sgtable_dma_sg(sgt, sg, i) {
+		u64 len = min_t(u64, sg_dma_len(sg), size - done);
+
+		if (!len)
+			break;
+		if (!IS_ALIGNED(len, REFNPU_PAGE_SIZE)) {
+			ret = -EINVAL;
+			break;
+		}
+		ret = refnpu_pgtable_map(pgt, va + done, sg_dma_address(sg),
+					 len, writable);
+		if (ret)
+			break;
+		done += len;
+	}
+	if (!ret && done != size)
+		ret = -EINVAL;
+
+	if (ret) {
+		refnpu_pgtable_unmap(pgt, va, done, &freelist);
+		refnpu_pgtable_free_tables(pgt, &freelist);
+	}
+
+	return ret;
+}
+
+/**
+ * refnpu_pgtable_lookup() - translate like the device would
+ * @pgt: tree
+ * @va: device virtual address
+ * @level: if not NULL, receives the level of the leaf entry
+ *
+ * Return: the leaf entry translating @va (REFNPU_PTE_* bits included), or
+ * 0 when @va is unmapped.
+ */
+u64 refnpu_pgtable_lookup(struct refnpu_pgtable *pgt, u64 va,
+			  unsigned int *level)
+{
+	struct refnpu_pt *pt = pgt->root;
+	unsigned int l;
+
+	if (va >= REFNPU_VA_LIMIT)
+		return 0;
+
+	for (l = REFNPU_PT_ROOT_LEVEL;; l--) {
+		unsigned int idx = REFNPU_PT_INDEX(va, l);
+		u64 pte = refnpu_pte_read(pt, idx);
+
+		if (!(pte & REFNPU_PTE_VALID))
+			return 0;
+		if (!l || (l == REFNPU_PT_HUGE_LEVEL && (pte & REFNPU_PTE_LEAF))) {
+			if (level)
+				*level = l;
+			return pte;
+		}
+		pt = pt->children[idx];
+		if (!pt)
+			return 0;
+	}
+}
+
+static void refnpu_ctx_entry_set(struct refnpu_device *rdev, u32 id,
+				 dma_addr_t root)
+{
+	struct refnpu_ctx_entry *e = &rdev->ctx_table[id];
+
+	if (root) {
+		WRITE_ONCE(e->pt_root, cpu_to_le64(root));
+		dma_wmb();
+		WRITE_ONCE(e->flags, cpu_to_le32(REFNPU_CTX_F_VALID));
+	} else {
+		WRITE_ONCE(e->flags, 0);
+		dma_wmb();
+		WRITE_ONCE(e->pt_root, 0);
+	}
+}
+
+static void refnpu_mmu_tlb_invalidate(struct refnpu_device *rdev, u32 id)
+{
+	int idx, ret;
+
+	/* A removed device walks nothing any more. */
+	if (!drm_dev_enter(&rdev->drm, &idx))
+		return;
+	ret = rdev->hw_ops->tlb_invalidate(rdev, id);
+	drm_dev_exit(idx);
+	if (ret)
+		refnpu_err_ratelimited(rdev, "TLB invalidation of context %u failed: %d\n",
+				       id, ret);
+}
+
+static void refnpu_mmu_release(struct drm_device *drm, void *arg)
+{
+	struct refnpu_device *rdev = to_refnpu(drm);
+
+	dma_free_coherent(drm->dev,
+			  REFNPU_NUM_CONTEXTS * sizeof(struct refnpu_ctx_entry),
+			  rdev->ctx_table, rdev->ctx_table_dma);
+	ida_destroy(&rdev->ctx_ids);
+}
+
+/**
+ * refnpu_mmu_init() - allocate the context table and program it
+ * @rdev: device, after the backend's init
+ *
+ * Return: 0 or a negative errno.
+ */
+int refnpu_mmu_init(struct refnpu_device *rdev)
+{
+	struct drm_device *drm = &rdev->drm;
+
+	BUILD_BUG_ON(sizeof(struct refnpu_ctx_entry) != REFNPU_CTX_ENTRY_SIZE);
+
+	if (rdev->info.max_contexts < REFNPU_NUM_CONTEXTS) {
+		refnpu_err(rdev, "device supports %u contexts, %u needed\n",
+			   rdev->info.max_contexts, REFNPU_NUM_CONTEXTS);
+		return -ENODEV;
+	}
+
+	ida_init(&rdev->ctx_ids);
+	rdev->ctx_table = dma_alloc_coherent(drm->dev,
+					     REFNPU_NUM_CONTEXTS *
+					     sizeof(struct refnpu_ctx_entry),
+					     &rdev->ctx_table_dma, GFP_KERNEL);
+	if (!rdev->ctx_table)
+		return -ENOMEM;
+
+	refnpu_mmu_restore(rdev);
+
+	return drmm_add_action_or_reset(drm, refnpu_mmu_release, NULL);
+}
+
+/**
+ * refnpu_mmu_restore() - program the context table into the device
+ * @rdev: device, after init or a device reset
+ */
+void refnpu_mmu_restore(struct refnpu_device *rdev)
+{
+	rdev->hw_ops->set_ctx_table(rdev, rdev->ctx_table_dma,
+				    REFNPU_NUM_CONTEXTS);
+}
+
+/**
+ * refnpu_mmu_fini() - stop the device from using the context table
+ * @rdev: device
+ *
+ * Nothing to do: the backend's fini resets the device and the table is
+ * freed with the DRM device.
+ */
+void refnpu_mmu_fini(struct refnpu_device *rdev)
+{
+}
+
+/**
+ * refnpu_ctx_create() - create a device context
+ * @rdev: device
+ *
+ * Return: the new context with one reference, or an ERR_PTR(): -ENOSPC
+ * when every context id is in use, -ENOMEM.
+ */
+struct refnpu_ctx *refnpu_ctx_create(struct refnpu_device *rdev)
+{
+	u64 va_end = min_t(u64, REFNPU_VA_END,
+			   1ULL << (rdev->info.mmu_caps &
+				    REFNPU_MMU_CAPS_VA_BITS_MASK));
+	struct refnpu_ctx *ctx;
+	int ret;
+
+	ctx = kzalloc(sizeof(*ctx), GFP_KERNEL);
+	if (!ctx)
+		return ERR_PTR(-ENOMEM);
+
+	kref_init(&ctx->refcount);
+	ctx->rdev = rdev;
+	mutex_init(&ctx->vm_lock);
+	drm_mm_init(&ctx->mm, REFNPU_VA_START, va_end - REFNPU_VA_START);
+	ctx->pid = get_pid(task_tgid(current));
+
+	ret = refnpu_pgtable_init(&ctx->pgt, rdev->drm.dev,
+				  rdev->info.mmu_caps & REFNPU_MMU_CAPS_PGSZ_2M);
+	if (ret)
+		goto err_free;
+
+	ret = ida_alloc_range(&rdev->ctx_ids, 1, REFNPU_NUM_CONTEXTS - 1,
+			      GFP_KERNEL);
+	if (ret < 0) {
+		if (ret == -ENOSPC)
+			refnpu_dbg(rdev, MMU, "out of context ids\n");
+		goto err_pgtable;
+	}
+	ctx->id = ret;
+
+	refnpu_ctx_entry_set(rdev, ctx->id, ctx->pgt.root->dma);
+
+	mutex_lock(&rdev->ctx_lock);
+	list_add_tail(&ctx->link, &rdev->ctx_list);
+	mutex_unlock(&rdev->ctx_lock);
+
+	drm_dev_get(&rdev->drm);
+	refnpu_dbg(rdev, MMU, "context %u created\n", ctx->id);
+
+	return ctx;
+
+err_pgtable:
+	refnpu_pgtable_fini(&ctx->pgt);
+err_free:
+	put_pid(ctx->pid);
+	drm_mm_takedown(&ctx->mm);
+	mutex_destroy(&ctx->vm_lock);
+	kfree(ctx);
+	return ERR_PTR(ret);
+}
+
+/**
+ * refnpu_ctx_get() - take a context reference
+ * @ctx: context
+ *
+ * Return: @ctx
+ */
+struct refnpu_ctx *refnpu_ctx_get(struct refnpu_ctx *ctx)
+{
+	kref_get(&ctx->refcount);
+	return ctx;
+}
+
+static void refnpu_ctx_release(struct kref *kref)
+{
+	struct refnpu_ctx *ctx = container_of(kref, struct refnpu_ctx, refcount);
+	struct refnpu_device *rdev = ctx->rdev;
+
+	mutex_lock(&rdev->ctx_lock);
+	list_del(&ctx->link);
+	mutex_unlock(&rdev->ctx_lock);
+
+	/* No job and no mapping is left: stop walks, then free the tree. */
+	refnpu_ctx_entry_set(rdev, ctx->id, 0);
+	refnpu_mmu_tlb_invalidate(rdev, ctx->id);
+	ida_free(&rdev->ctx_ids, ctx->id);
+
+	refnpu_pgtable_fini(&ctx->pgt);
+	drm_mm_takedown(&ctx->mm);
+	mutex_destroy(&ctx->vm_lock);
+	put_pid(ctx->pid);
+	refnpu_dbg(rdev, MMU, "context %u destroyed\n", ctx->id);
+	kfree(ctx);
+
+	drm_dev_put(&rdev->drm);
+}
+
+/**
+ * refnpu_ctx_put() - drop a context reference
+ * @ctx: context, may be NULL
+ *
+ * The last reference clears the context's table entry, invalidates the
+ * device TLB and frees the page tables. May sleep.
+ */
+void refnpu_ctx_put(struct refnpu_ctx *ctx)
+{
+	if (ctx)
+		kref_put(&ctx->refcount, refnpu_ctx_release);
+}
+
+/**
+ * refnpu_mmu_map() - give a BO a device virtual address and map it
+ * @ctx: context
+ * @map: mapping to fill in (@map->node must be zeroed)
+ * @sgt: DMA-mapped pages of the BO
+ * @size: size of the BO
+ * @writable: allow device writes
+ *
+ * The range reserved is followed by a REFNPU_VA_GUARD gap that stays
+ * unmapped. BOs of 2 MiB or more are 2 MiB aligned so that they can use
+ * 2 MiB pages.
+ *
+ * Return: 0, -ENOSPC when the address space is full, -EINVAL, -ENOMEM.
+ */
+int refnpu_mmu_map(struct refnpu_ctx *ctx, struct refnpu_mapping *map,
+		   struct sg_table *sgt, u64 size, bool writable)
+{
+	u64 align = size >= REFNPU_HUGE_PAGE_SIZE ? REFNPU_HUGE_PAGE_SIZE :
+		    REFNPU_PAGE_SIZE;
+	int ret;
+
+	mutex_lock(&ctx->vm_lock);
+	ret = drm_mm_insert_node_generic(&ctx->mm, &map->node,
+					 size + REFNPU_VA_GUARD, align, 0,
+					 DRM_MM_INSERT_BEST);
+	if (ret)
+		goto out;
+
+	map->va = map->node.start;
+	ret = refnpu_pgtable_map_sgt(&ctx->pgt, map->va, sgt, size, writable);
+	if (ret)
+		drm_mm_remove_node(&map->node);
+out:
+	mutex_unlock(&ctx->vm_lock);
+
+	refnpu_dbg(ctx->rdev, MMU, "ctx %u map va 0x%llx size 0x%llx: %d\n",
+		   ctx->id, map->va, size, ret);
+	return ret;
+}
+
+/**
+ * refnpu_mmu_unmap() - unmap a BO and release its device virtual address
+ * @ctx: context
+ * @map: mapping filled in by refnpu_mmu_map()
+ *
+ * Invalidates the device TLB before the range and the freed tables can be
+ * reused. May sleep.
+ */
+void refnpu_mmu_unmap(struct refnpu_ctx *ctx, struct refnpu_mapping *map)
+{
+	LIST_HEAD(freelist);
+
+	mutex_lock(&ctx->vm_lock);
+	refnpu_pgtable_unmap(&ctx->pgt, map->va, map->bo->base.base.size,
+			     &freelist);
+	refnpu_mmu_tlb_invalidate(ctx->rdev, ctx->id);
+	refnpu_pgtable_free_tables(&ctx->pgt, &freelist);
+	drm_mm_remove_node(&map->node);
+	mutex_unlock(&ctx->vm_lock);
+
+	refnpu_dbg(ctx->rdev, MMU, "ctx %u unmap va 0x%llx\n", ctx->id, map->va);
+}
+
+/**
+ * refnpu_mmu_show() - print a context's address space, for debugfs
+ * @ctx: context
+ * @p: printer
+ */
+void refnpu_mmu_show(struct refnpu_ctx *ctx, struct drm_printer *p)
+{
+	struct drm_mm_node *node;
+
+	mutex_lock(&ctx->vm_lock);
+	drm_printf(p, "context %u: %u page-table pages\n", ctx->id,
+		   ctx->pgt.tables);
+	drm_mm_for_each_node(node, &ctx->mm) {
+		struct refnpu_mapping *map =
+			container_of(node, struct refnpu_mapping, node);
+
+		drm_printf(p, "  0x%012llx-0x%012llx %s\n", map->va,
+			   map->va + map->bo->base.base.size,
+			   (map->bo->flags & DRM_REFNPU_BO_DEVICE_RO) ? "ro" : "rw");
+	}
+	mutex_unlock(&ctx->vm_lock);
+}
