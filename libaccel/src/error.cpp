@@ -191,4 +191,9 @@ Error job_error(int status)
 
 } // namespace detail
 
+Error job_status_error(int status)
+{
+	return detail::job_error(status);
+}
+
 } // namespace accel

@@ -116,6 +116,12 @@ private:
 };
 
 /**
+ * \brief The Error of a job that completed with negative errno \a status
+ *        (as DRM_IOCTL_REFNPU_BO_WAIT and sync_file status report it).
+ */
+ACCEL_EXPORT Error job_status_error(int status);
+
+/**
  * \brief A value of type T or an Error (like C++23 std::expected).
  *
  * value() on an error prints the error and aborts: check has_value() or
