@@ -15,7 +15,8 @@ else
 	echo "not ok 1 - SONAME '$soname' is not libaccel.so.<major>"
 fi
 syms=$(nm -D --defined-only "$lib" | awk '{print $3}')
-bad=$(echo "$syms" | c++filt | grep -v -E '^(accel::|typeinfo for accel::|typeinfo name for accel::|vtable for accel::|LIBACCEL_[0-9]+$)')
+demangled=$(c++filt <<<"$syms")
+bad=$(grep -v -E '^(accel::|typeinfo for accel::|typeinfo name for accel::|vtable for accel::|LIBACCEL_[0-9]+$)' <<<"$demangled")
 if [ -z "$bad" ]; then
 	echo "ok 2 - $(echo "$syms" | wc -l) exported symbols, all in namespace accel"
 else
@@ -28,7 +29,7 @@ for want in 'accel::Device::open(unsigned int)' 'accel::enumerate_devices(' \
 	'accel::Device::import_dmabuf(int) const' 'accel::category()' \
 	'accel::CommandEncoder::gemm(' 'accel::ReferenceMachine::run(' \
 	'accel::CompiledGraph::compile('; do
-	echo "$syms" | c++filt | grep -qF "$want" || missing+="$want; "
+	grep -qF "$want" <<<"$demangled" || missing+="$want; "
 done
 if [ -z "$missing" ]; then
 	echo "ok 3 - the application entry points are exported"
