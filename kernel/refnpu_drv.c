@@ -203,7 +203,11 @@ static const struct drm_ioctl_desc refnpu_ioctls[] = {
 	DRM_IOCTL_DEF_DRV(REFNPU_SUBMIT, refnpu_submit_ioctl, 0),
 };
 
-DEFINE_DRM_ACCEL_FOPS(refnpu_fops);
+static const struct file_operations refnpu_fops = {
+	.owner = THIS_MODULE,
+	DRM_ACCEL_FOPS,
+	.show_fdinfo = drm_show_fdinfo,
+};
 
 static const struct drm_driver refnpu_drm_driver = {
 	.driver_features = DRIVER_COMPUTE_ACCEL | DRIVER_GEM | DRIVER_SYNCOBJ |

@@ -173,7 +173,7 @@ static struct dma_fence *refnpu_job_run(struct drm_sched_job *sched_job)
 		return NULL;
 
 	for (i = 0; i < job->in_count; i++)
-		if (job->in_fences[i]->error)
+		if (dma_fence_chain_contained(job->in_fences[i])->error)
 			return ERR_PTR(-ECANCELED);
 
 	if (READ_ONCE(job->ctx->banned))
@@ -287,15 +287,31 @@ void refnpu_fault_report(struct refnpu_device *rdev,
 	trace_refnpu_fault(refnpu_dev_index(rdev), fault->queue, fault->ctx_id,
 			   fault->seq, fault->code, fault->flags, fault->va);
 
-	if (__ratelimit(&rdev->fault_rs))
+	if (!__ratelimit(&rdev->fault_rs))
+		return;
+
+	switch (fault->code) {
+	case REFNPU_ERR_MMU_UNMAPPED:
+	case REFNPU_ERR_MMU_READ_PERM:
+	case REFNPU_ERR_MMU_WRITE_PERM:
+	case REFNPU_ERR_MMU_WALK:
+	case REFNPU_ERR_DMA:
 		drm_warn(&rdev->drm,
-			 "fault: context %u queue %u job %llu %s at 0x%llx (%s%s)%s\n",
+			 "fault: context %u queue %u job %llu: %s on %s%s at 0x%llx%s\n",
 			 fault->ctx_id, fault->queue, fault->seq,
+			 refnpu_engine_err_name(fault->code),
 			 fault->flags & REFNPU_FAULT_F_WRITE ? "write" : "read",
-			 fault->va, refnpu_engine_err_name(fault->code),
 			 fault->flags & REFNPU_FAULT_F_CMD_FETCH ?
-			 ", command fetch" : "",
+			 " (command fetch)" : "", fault->va,
 			 fault->overflow ? ", later faults lost" : "");
+		break;
+	default:
+		drm_warn(&rdev->drm, "error: context %u queue %u job %llu: %s%s\n",
+			 fault->ctx_id, fault->queue, fault->seq,
+			 refnpu_engine_err_name(fault->code),
+			 fault->overflow ? ", later faults lost" : "");
+		break;
+	}
 }
 
 /**
@@ -838,6 +854,14 @@ static int refnpu_submit_in_syncs(struct refnpu_job *job, struct drm_file *file,
 			goto out;
 		}
 
+		/*
+		 * An explicit dependency on a job of the same queue must wait
+		 * for that job to finish, not just to be scheduled, so that
+		 * its failure cancels this job (see refnpu_job_run()).
+		 */
+		if (to_drm_sched_fence(fence))
+			set_bit(DRM_SCHED_FENCE_DONT_PIPELINE, &fence->flags);
+
 		job->in_fences[job->in_count++] = dma_fence_get(fence);
 		ret = drm_sched_job_add_dependency(&job->base, fence);
 		if (ret)
@@ -961,14 +985,13 @@ static int refnpu_submit_push(struct refnpu_job *job, struct refnpu_file *rfile,
 		bo->last_fence = dma_fence_get(finished);
 	}
 
+	drm_gem_unlock_reservations(job->bos, job->bo_count, &acquire);
+	refnpu_submit_signal_out_syncs(job, finished);
 	refnpu_trace_job(job, trace_refnpu_job_submit);
+
+	/* The job may run and be freed at once: nothing touches it after. */
 	drm_sched_entity_push_job(&job->base);
 	mutex_unlock(&rfile->submit_lock);
-
-	drm_gem_unlock_reservations(job->bos, job->bo_count, &acquire);
-
-	/* The job may be gone already: only @finished is used from here. */
-	refnpu_submit_signal_out_syncs(job, finished);
 	dma_fence_put(finished);
 
 	return 0;
