@@ -211,25 +211,24 @@ Result<Fence> Context::submit(const Job &job)
 	s.in_syncs = reinterpret_cast<uintptr_t>(in.data());
 	s.in_sync_count = uint32_t(in.size());
 	s.in_sync_stride = sizeof(drm_refnpu_sync);
-	drm_refnpu_sync out = {};
-	s.out_syncs = reinterpret_cast<uintptr_t>(&out);
-	s.out_sync_count = 1;
+	/*
+	 * Out-fences: the context's timeline point, plus a binary syncobj that
+	 * holds the job's own fence, through which its error is visible.
+	 */
+	auto status = detail::Syncobj::from_pool(dimpl);
+	if (!status)
+		return std::move(status).error();
+	drm_refnpu_sync out[2] = {};
+	out[0].handle = (*status)->handle;
+	s.out_syncs = reinterpret_cast<uintptr_t>(out);
+	s.out_sync_count = impl_->timeline ? 2 : 1;
 	s.out_sync_stride = sizeof(drm_refnpu_sync);
-
-	std::shared_ptr<detail::Syncobj> binary;
-	if (!impl_->timeline) {
-		auto b = detail::Syncobj::create(dimpl, false);
-		if (!b)
-			return std::move(b).error();
-		binary = std::move(*b);
-		out.handle = binary->handle;
-	}
 
 	/* Points must reach the timeline in order: submit under the lock. */
 	std::lock_guard<std::mutex> lk(impl_->lock);
 	if (impl_->timeline) {
-		out.handle = impl_->timeline->handle;
-		out.point = impl_->last_point + 1;
+		out[1].handle = impl_->timeline->handle;
+		out[1].point = impl_->last_point + 1;
 	}
 	int err = ioctl_retry(dimpl->fd.get(), DRM_IOCTL_REFNPU_SUBMIT, &s);
 	if (err) {
@@ -261,9 +260,9 @@ Result<Fence> Context::submit(const Job &job)
 	}
 	Fence f;
 	if (impl_->timeline)
-		f = Fence(impl_->timeline, ++impl_->last_point);
+		f = Fence(impl_->timeline, ++impl_->last_point, std::move(*status));
 	else
-		f = Fence(std::move(binary), 0);
+		f = Fence(*status, 0, *status);
 	impl_->last = f;
 	return f;
 }

@@ -22,6 +22,13 @@ namespace detail {
 
 Syncobj::~Syncobj()
 {
+	if (pooled) {
+		std::lock_guard<std::mutex> lk(dev->pool_lock);
+		if (dev->syncobj_pool.size() < 256) {
+			dev->syncobj_pool.push_back(handle);
+			return;
+		}
+	}
 	struct drm_syncobj_destroy arg = {};
 	arg.handle = handle;
 	ioctl_retry(dev->fd.get(), DRM_IOCTL_SYNCOBJ_DESTROY, &arg);
@@ -40,6 +47,29 @@ Result<std::shared_ptr<Syncobj>> Syncobj::create(const std::shared_ptr<DeviceImp
 	if (err)
 		return ioctl_error(err, "DRM_IOCTL_SYNCOBJ_CREATE");
 	return std::make_shared<Syncobj>(dev, arg.handle, timeline);
+}
+
+Result<std::shared_ptr<Syncobj>> Syncobj::from_pool(const std::shared_ptr<DeviceImpl> &dev)
+{
+	uint32_t h = 0;
+	{
+		std::lock_guard<std::mutex> lk(dev->pool_lock);
+		if (!dev->syncobj_pool.empty()) {
+			h = dev->syncobj_pool.back();
+			dev->syncobj_pool.pop_back();
+		}
+	}
+	std::shared_ptr<Syncobj> s;
+	if (h) {
+		s = std::make_shared<Syncobj>(dev, h, false);
+	} else {
+		auto r = create(dev, false);
+		if (!r)
+			return r;
+		s = std::move(*r);
+	}
+	s->pooled = true;
+	return s;
 }
 
 namespace {
@@ -133,7 +163,13 @@ Result<void> Fence::status() const
 {
 	if (!sync_)
 		return {};
-	auto fd = detail::export_point(*sync_, point_);
+	/*
+	 * The error of a failed job is carried by the job's own fence, which
+	 * the binary status syncobj holds; a timeline point only has a
+	 * dma_fence_chain around it, and chains do not carry errors.
+	 */
+	auto fd =
+		status_ ? detail::export_point(*status_, 0) : detail::export_point(*sync_, point_);
 	if (!fd)
 		return std::move(fd).error();
 	struct sync_file_info info = {};
@@ -150,6 +186,8 @@ Result<UniqueFd> Fence::export_sync_file() const
 {
 	if (!sync_)
 		return Error(Errc::invalid_argument, "export_sync_file() of an empty Fence");
+	if (status_)
+		return detail::export_point(*status_, 0);
 	return detail::export_point(*sync_, point_);
 }
 

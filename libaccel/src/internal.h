@@ -14,6 +14,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include <accel/device.h>
 #include <accel/result.h>
@@ -36,6 +37,10 @@ struct DeviceImpl {
 	uint64_t num_queues = 0;
 	uint64_t ops = 0;
 
+	/* Binary syncobjs kept for reuse as per-job status objects. */
+	std::mutex pool_lock;
+	std::vector<uint32_t> syncobj_pool;
+
 	/* GEM handle -> number of Buffer objects referring to it. */
 	std::mutex bo_lock;
 	std::unordered_map<uint32_t, unsigned> bo_refs;
@@ -50,6 +55,8 @@ struct Syncobj {
 	std::shared_ptr<DeviceImpl> dev;
 	uint32_t handle = 0;
 	bool timeline = false;
+	/* Returned to the device's pool instead of destroyed. */
+	bool pooled = false;
 
 	Syncobj(std::shared_ptr<DeviceImpl> d, uint32_t h, bool tl)
 		: dev(std::move(d)), handle(h), timeline(tl)
@@ -61,6 +68,8 @@ struct Syncobj {
 
 	static Result<std::shared_ptr<Syncobj>> create(const std::shared_ptr<DeviceImpl> &dev,
 						       bool timeline);
+	/* A binary syncobj from the device's pool (created when it is empty). */
+	static Result<std::shared_ptr<Syncobj>> from_pool(const std::shared_ptr<DeviceImpl> &dev);
 };
 
 /* An Error for a failed ioctl: classified errno, "what: strerror". */

@@ -81,8 +81,9 @@ public:
 	uint64_t point() const noexcept { return point_; }
 
 	/** \cond INTERNAL */
-	Fence(std::shared_ptr<detail::Syncobj> sync, uint64_t point) noexcept
-		: sync_(std::move(sync)), point_(point)
+	Fence(std::shared_ptr<detail::Syncobj> sync, uint64_t point,
+	      std::shared_ptr<detail::Syncobj> status = {}) noexcept
+		: sync_(std::move(sync)), point_(point), status_(std::move(status))
 	{
 	}
 	const std::shared_ptr<detail::Syncobj> &syncobj() const noexcept { return sync_; }
@@ -91,6 +92,8 @@ public:
 private:
 	std::shared_ptr<detail::Syncobj> sync_;
 	uint64_t point_ = 0;
+	/* Binary syncobj holding the job's own fence, for its error status. */
+	std::shared_ptr<detail::Syncobj> status_;
 };
 
 } // namespace accel
