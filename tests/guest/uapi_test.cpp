@@ -1402,6 +1402,12 @@ TEST_F(Uapi, ImplicitSyncOrdersJobsSharingABo)
 	EXPECT_EQ(y.as<uint32_t>()[999], 0x600du) << "reader ran before the writer";
 }
 
+/*
+ * A job waiting on a failed fence is cancelled. The waiter runs at another
+ * priority of the same queue (same scheduler, another entity, so the
+ * dependency must not be pipelined) and on another queue. Jobs of one
+ * entity are ordered by submission instead and are not cancelled.
+ */
 TEST_F(Uapi, FailedInFenceCancelsTheJob)
 {
 	Bo dst, cmd_a, cmd_b, y;
@@ -1415,12 +1421,16 @@ TEST_F(Uapi, FailedInFenceCancelsTheJob)
 	upload(cmd_a, a);
 	upload(cmd_b, b);
 	ASSERT_EQ(drmSyncobjCreate(fd, 0, &so), 0);
-	ASSERT_EQ(Submit(cmd_a, a.data.size()).write(dst).signal(so).run(fd), 0);
-	ASSERT_EQ(Submit(cmd_b, b.data.size()).write(y).wait(so).run(fd), 0);
-	int status;
-	ASSERT_EQ(bo_wait(fd, y, &status), 0);
-	EXPECT_EQ(status, -ECANCELED);
-	EXPECT_EQ(y.as<uint32_t>()[0], 0u);
+	for (uint32_t q : {0u, num_queues - 1}) {
+		ASSERT_EQ(Submit(cmd_a, a.data.size(), 0).write(dst).signal(so).run(fd), 0);
+		Submit sb(cmd_b, b.data.size(), q);
+		sb.args.priority = DRM_REFNPU_PRIORITY_LOW;
+		ASSERT_EQ(sb.write(y).wait(so).run(fd), 0);
+		int status;
+		ASSERT_EQ(bo_wait(fd, y, &status), 0);
+		EXPECT_EQ(status, -ECANCELED) << "queue " << q;
+		EXPECT_EQ(y.as<uint32_t>()[0], 0u) << "queue " << q;
+	}
 	drmSyncobjDestroy(fd, so);
 }
 
