@@ -5,8 +5,9 @@
  * its registers (context table, 4 KiB page tables, one queue), and runs
  * C = A x B (fp32, M = N = K = 1024 by default) as a device job, timing
  * from the doorbell write to the completion record.  The same product is
- * then computed by single-threaded OpenBLAS cblas_sgemm in this process on
- * the same host.  Both are repeated and the best times compared; the
+ * computed by single-threaded OpenBLAS cblas_sgemm in this process on the
+ * same host, alternating with the device runs so both see the same load;
+ * both are repeated and the best times compared.  The
  * device result is checked against OpenBLAS with the REFNPU_GEMM_TOL_*
  * bound of refnpu_hw.h.
  *
@@ -15,7 +16,9 @@
  * (and --min-ratio if given).
  *
  * Usage: QTEST_QEMU_BINARY=qemu-system-x86_64 refnpu-gemm-bench
- *        [-n SIZE] [-r REPS] [--huge] [--min-ratio R]
+ *        [-n SIZE] [-r REPS] [--huge] [--min-ratio R] [-k KERNEL]
+ * -k selects the device's micro-kernel (x-gemm-kernel: auto, avx512, avx2,
+ * generic).
  *
  * Copyright (c) 2025 The refnpu authors
  *
@@ -97,11 +100,12 @@ static uint64_t map_buf(Bench *b, uint64_t size, uint64_t *pa)
     return va;
 }
 
-static void bench_start(Bench *b)
+static void bench_start(Bench *b, const char *kernel)
 {
     uint64_t ctx_table;
 
-    b->qs = qtest_pc_boot("-m 2G -device refnpu,addr=04.0");
+    b->qs = qtest_pc_boot("-m 2G -device refnpu,addr=04.0,x-gemm-kernel=%s",
+                          kernel);
     b->qts = b->qs->qts;
     b->dev = qpci_device_find(b->qs->pcibus, QPCI_DEVFN(4, 0));
     g_assert(b->dev);
@@ -149,7 +153,7 @@ static double run_job(Bench *b, uint64_t cmd_va, uint64_t cmd_size,
     deadline = t0 + 600 * G_USEC_PER_SEC;
     while (qtest_readl(b->qts, done) != REFNPU_COMPLETION_DONE) {
         g_assert(g_get_monotonic_time() < deadline);
-        g_usleep(100);
+        g_usleep(200);
     }
     t1 = g_get_monotonic_time();
     *status = qtest_readl(b->qts, comp);
@@ -163,8 +167,9 @@ static double now(void)
 
 int main(int argc, char **argv)
 {
-    uint32_t n = 1024, reps = 5;
+    uint32_t n = 1024, reps = 9;
     double min_ratio = 0;
+    const char *kernel = "auto";
     Bench b = { 0 };
     size_t bytes;
     float *A, *B, *C, *Cdev, *absA, *absB, *mag;
@@ -184,11 +189,13 @@ int main(int argc, char **argv)
             reps = atoi(argv[++i]);
         } else if (!strcmp(argv[i], "--huge")) {
             b.huge = true;
+        } else if (!strcmp(argv[i], "-k") && i + 1 < argc) {
+            kernel = argv[++i];
         } else if (!strcmp(argv[i], "--min-ratio") && i + 1 < argc) {
             min_ratio = atof(argv[++i]);
         } else {
             fprintf(stderr, "usage: %s [-n SIZE] [-r REPS] [--huge] "
-                    "[--min-ratio R]\n", argv[0]);
+                    "[--min-ratio R] [-k KERNEL]\n", argv[0]);
             return 2;
         }
     }
@@ -216,7 +223,7 @@ int main(int argc, char **argv)
     }
 
     /* Device */
-    bench_start(&b);
+    bench_start(&b, kernel);
     a_va = map_buf(&b, bytes, &a_pa);
     b_va = map_buf(&b, bytes, &b_pa);
     c_va = map_buf(&b, bytes, &c_pa);
@@ -237,6 +244,11 @@ int main(int argc, char **argv)
     g.out_dtype = REFNPU_DTYPE_FP32;
     qtest_memwrite(b.qts, cmd_pa, &g, sizeof(g));
 
+    /*
+     * Alternate device and OpenBLAS runs so that both see the same load
+     * on a shared machine; keep the best time of each.
+     */
+    openblas_set_num_threads(1);
     for (uint32_t r = 0; r < reps; r++) {
         uint32_t status;
         double t = run_job(&b, cmd_va, sizeof(g), comp, &status);
@@ -246,22 +258,17 @@ int main(int argc, char **argv)
             return 1;
         }
         t_dev = MIN(t_dev, t);
-    }
-    qtest_bufread(b.qts, c_pa, Cdev, bytes);
-    qpci_iounmap(b.dev, b.bar);
-    g_free(b.dev);
-    qtest_shutdown(b.qs);
 
-    /* OpenBLAS, single-threaded, same host, same inputs */
-    openblas_set_num_threads(1);
-    for (uint32_t r = 0; r < reps; r++) {
-        double t = now();
-
+        t = now();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n,
                     1.0f, A, n, B, n, 0.0f, C, n);
         t = now() - t;
         t_blas = MIN(t_blas, t);
     }
+    qtest_bufread(b.qts, c_pa, Cdev, bytes);
+    qpci_iounmap(b.dev, b.bar);
+    g_free(b.dev);
+    qtest_shutdown(b.qs);
 
     /* Accuracy: both within the tolerance of the exact product. */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n,
@@ -280,8 +287,8 @@ int main(int argc, char **argv)
     }
 
     ratio = t_blas / t_dev;
-    printf("refnpu GEMM fp32 %ux%ux%u, %s pages, best of %u\n", n, n, n,
-           b.huge ? "2 MiB" : "4 KiB", reps);
+    printf("refnpu GEMM fp32 %ux%ux%u, %s pages, %s kernel, best of %u\n",
+           n, n, n, b.huge ? "2 MiB" : "4 KiB", kernel, reps);
     printf("  device (doorbell to completion): %9.3f ms  %7.2f GFLOP/s\n",
            t_dev * 1e3, flops / t_dev / 1e9);
     printf("  OpenBLAS cblas_sgemm, 1 thread:  %9.3f ms  %7.2f GFLOP/s  (%s)\n",

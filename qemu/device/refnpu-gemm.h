@@ -9,22 +9,31 @@
 #ifndef HW_MISC_REFNPU_GEMM_H
 #define HW_MISC_REFNPU_GEMM_H
 
+typedef struct RefnpuGemmKernel RefnpuGemmKernel;
+
+/*
+ * Look up a micro-kernel by name ("generic", "avx2", "avx512"), or the
+ * best one the host supports for NULL or "auto".  Returns NULL when the
+ * name is unknown or the host lacks the instructions.
+ */
+const RefnpuGemmKernel *refnpu_sgemm_kernel(const char *name);
+
+/* The kernel's name, for diagnostics. */
+const char *refnpu_sgemm_kernel_name(const RefnpuGemmKernel *kern);
+
 /*
  * C[m][n] = sum_k A[m][k] * B[k][n] for row-major host matrices with
  * leading dimensions (in elements) lda, ldb and ldc.  C is overwritten.
- * The result satisfies the REFNPU_GEMM_TOL_* contract of refnpu_hw.h:
- * every product is exact in the fused multiply-add (or rounded once),
+ * Every product is exact in a fused multiply-add (or rounded once) and
  * partial sums are rounded once per addition, so the error bound of a
- * k-term recursive summation applies whatever the blocking.
+ * k-term recursive summation, and with it the REFNPU_GEMM_TOL_* contract
+ * of refnpu_hw.h, holds whatever the blocking.
  *
  * Thread-safe; allocates its packing buffers per call.
  */
-void refnpu_sgemm(size_t m, size_t n, size_t k,
+void refnpu_sgemm(const RefnpuGemmKernel *kern, size_t m, size_t n, size_t k,
                   const float *a, size_t lda,
                   const float *b, size_t ldb,
                   float *c, size_t ldc);
-
-/* Name of the micro-kernel selected for this host, for diagnostics. */
-const char *refnpu_sgemm_kernel_name(void);
 
 #endif

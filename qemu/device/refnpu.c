@@ -61,10 +61,18 @@ OBJECT_DECLARE_SIMPLE_TYPE(RefnpuState, REFNPU)
 
 /* Largest B operand the GEMM fast path gathers into host memory. */
 #define REFNPU_FAST_GEMM_MAX_B (256 * MiB)
-/* Rows of A and C the fast path handles per step (bounds host memory). */
-#define REFNPU_FAST_GEMM_ROWS 256
+/* Largest slice of A and of C the fast path holds at once. */
+#define REFNPU_FAST_GEMM_MAX_SLICE (64 * MiB)
+/* Scratch kept by a queue between jobs; larger buffers are freed. */
+#define REFNPU_SCRATCH_KEEP (48 * MiB)
 
 typedef struct RefnpuState RefnpuState;
+
+/* Host buffer reused from job to job (avoids page faults per job). */
+typedef struct RefnpuScratch {
+    void *p;
+    size_t size;
+} RefnpuScratch;
 
 typedef struct RefnpuTlbEntry {
     bool valid;
@@ -129,6 +137,7 @@ typedef struct RefnpuQueue {
     RefnpuTlbEntry tlb[REFNPU_TLB_ENTRIES];
     uint32_t tlb_gen;
     RefnpuJob job;
+    RefnpuScratch gemm_a, gemm_b, gemm_c;
 } RefnpuQueue;
 
 struct RefnpuState {
@@ -158,6 +167,10 @@ struct RefnpuState {
     /* Properties */
     uint32_t num_queues;
     bool fault_inject;
+    bool fast_gemm;
+    char *gemm_kernel_name;
+
+    const RefnpuGemmKernel *gemm_kernel;
 
     RefnpuQueue *queues;
 };
@@ -443,6 +456,30 @@ static __u32 refnpu_eng_checkpoint(void *opaque)
     return refnpu_job_check(opaque);
 }
 
+static float *refnpu_scratch(RefnpuScratch *sc, size_t size)
+{
+    if (sc->size < size) {
+        qemu_vfree(sc->p);
+        sc->p = qemu_memalign(64, size);
+        sc->size = size;
+    }
+    return sc->p;
+}
+
+static void refnpu_scratch_trim(RefnpuQueue *q, bool all)
+{
+    RefnpuScratch *sc[] = { &q->gemm_a, &q->gemm_b, &q->gemm_c };
+    size_t total = q->gemm_a.size + q->gemm_b.size + q->gemm_c.size;
+
+    if (all || total > REFNPU_SCRATCH_KEEP) {
+        for (unsigned i = 0; i < ARRAY_SIZE(sc); i++) {
+            qemu_vfree(sc[i]->p);
+            sc[i]->p = NULL;
+            sc[i]->size = 0;
+        }
+    }
+}
+
 static inline float refnpu_relu(float x)
 {
     return x < 0.0f ? 0.0f : x;   /* as the engine: keeps NaN and -0 */
@@ -458,20 +495,24 @@ static __u32 refnpu_eng_gemm_f32(void *opaque, const struct refnpu_cmd_gemm *g,
                                  __u64 *fault_va_out, __u32 *fault_flags)
 {
     RefnpuJob *job = opaque;
+    RefnpuQueue *q = job->q;
     uint64_t fva = 0;
     uint64_t *fault_va = &fva;
     size_t m = g->m, n = g->n, k = g->k;
-    size_t rows = MIN(m, REFNPU_FAST_GEMM_ROWS);
+    size_t rows;
     float *b, *a, *c, *bias = NULL;
     uint32_t st = REFNPU_ERR_NONE;
 
-    if (!k || (uint64_t)k * n * sizeof(float) > REFNPU_FAST_GEMM_MAX_B) {
+    if (!q->s->fast_gemm || !k ||
+        (uint64_t)k * n * sizeof(float) > REFNPU_FAST_GEMM_MAX_B) {
         return REFNPU_ENGINE_DECLINED;
     }
+    rows = REFNPU_FAST_GEMM_MAX_SLICE / (MAX(k, n) * sizeof(float));
+    rows = MAX(MIN(rows, m), 1);
 
-    b = qemu_memalign(64, k * n * sizeof(float));
-    a = qemu_memalign(64, rows * k * sizeof(float));
-    c = qemu_memalign(64, rows * n * sizeof(float));
+    b = refnpu_scratch(&q->gemm_b, k * n * sizeof(float));
+    a = refnpu_scratch(&q->gemm_a, rows * k * sizeof(float));
+    c = refnpu_scratch(&q->gemm_c, rows * n * sizeof(float));
     *fault_flags = 0;
 
     for (size_t r = 0; r < k && !st; r++) {
@@ -494,7 +535,7 @@ static __u32 refnpu_eng_gemm_f32(void *opaque, const struct refnpu_cmd_gemm *g,
         if (st) {
             break;
         }
-        refnpu_sgemm(mb, n, k, a, k, b, n, c, n);
+        refnpu_sgemm(q->s->gemm_kernel, mb, n, k, a, k, b, n, c, n);
         if (bias || (g->hdr.flags & REFNPU_GEMM_F_RELU)) {
             for (size_t r = 0; r < mb; r++) {
                 float *row = c + r * n;
@@ -523,9 +564,6 @@ static __u32 refnpu_eng_gemm_f32(void *opaque, const struct refnpu_cmd_gemm *g,
 
     *fault_va_out = fva;
     g_free(bias);
-    qemu_vfree(c);
-    qemu_vfree(a);
-    qemu_vfree(b);
     return st;
 }
 
@@ -892,6 +930,7 @@ static void *refnpu_queue_thread(void *opaque)
         qemu_mutex_unlock(&q->lock);
 
         refnpu_run_job(q, idx, &inj, watchdog_ms, ring_base);
+        refnpu_scratch_trim(q, false);
 
         qemu_mutex_lock(&q->lock);
         q->busy = false;
@@ -1344,6 +1383,7 @@ static void refnpu_stop_queues(RefnpuState *s, unsigned n)
         qemu_cond_broadcast(&q->cond);
         qemu_mutex_unlock(&q->lock);
         qemu_thread_join(&q->thread);
+        refnpu_scratch_trim(q, true);
         qemu_bh_delete(q->doorbell_bh);
         qemu_cond_destroy(&q->cond);
         qemu_mutex_destroy(&q->lock);
@@ -1359,6 +1399,13 @@ static void refnpu_realize(PCIDevice *pdev, Error **errp)
         s->num_queues > REFNPU_MAX_QUEUES) {
         error_setg(errp, "refnpu: queues must be in [%u, %u]",
                    REFNPU_MIN_QUEUES, REFNPU_MAX_QUEUES);
+        return;
+    }
+
+    s->gemm_kernel = refnpu_sgemm_kernel(s->gemm_kernel_name);
+    if (!s->gemm_kernel) {
+        error_setg(errp, "refnpu: GEMM kernel '%s' is unknown or not "
+                   "supported by this host", s->gemm_kernel_name);
         return;
     }
 
@@ -1432,6 +1479,9 @@ static const Property refnpu_properties[] = {
     DEFINE_PROP_UINT32("queues", RefnpuState, num_queues,
                        REFNPU_DEFAULT_QUEUES),
     DEFINE_PROP_BOOL("fault-inject", RefnpuState, fault_inject, false),
+    /* fp32 GEMM host fast path, and its micro-kernel (auto/avx512/...) */
+    DEFINE_PROP_BOOL("x-fast-gemm", RefnpuState, fast_gemm, true),
+    DEFINE_PROP_STRING("x-gemm-kernel", RefnpuState, gemm_kernel_name),
 };
 
 static void refnpu_class_init(ObjectClass *klass, void *data)

@@ -903,11 +903,19 @@ static void check_gemm_f32_tol(const float *dev, const float *ref,
     }
 }
 
-static void test_op_gemm_f32(void)
+/*
+ * fp32 GEMM through the device's host fast path (with the micro-kernel
+ * given in @opaque) or, with x-fast-gemm=off, the reference engine itself,
+ * which must then match bit for bit.
+ */
+static void test_op_gemm_f32(const void *opaque)
 {
-    Npu *n = npu_start(NULL);
+    const char *props = opaque;
+    bool exact = strstr(props, "x-fast-gemm=off");
+    Npu *n = npu_start(props);
     static const uint32_t shapes[][3] = {
         { 1, 1, 1 }, { 7, 13, 5 }, { 33, 17, 70 }, { 64, 48, 300 },
+        { 13, 70, 600 },
     };
 
     for (unsigned s = 0; s < G_N_ELEMENTS(shapes); s++) {
@@ -957,7 +965,11 @@ static void test_op_gemm_f32(void)
         c = run_cmds(n, &g, sizeof(g));
         g_assert_cmphex(c.status, ==, REFNPU_ERR_NONE);
         buf_read(n, &cb, dev, m * nn * 4);
-        check_gemm_f32_tol(dev, ref, a, b, bias, m, nn, k, nn);
+        if (exact) {
+            g_assert(memcmp(dev, ref, m * nn * 4) == 0);
+        } else {
+            check_gemm_f32_tol(dev, ref, a, b, bias, m, nn, k, nn);
+        }
     }
     npu_stop(n);
 }
@@ -1429,7 +1441,7 @@ static Buf long_job(Npu *n, size_t *len)
         .m = dim, .n = dim, .k = dim,
         .in_dtype = REFNPU_DTYPE_INT8, .out_dtype = REFNPU_DTYPE_INT32,
     };
-    struct refnpu_cmd_gemm cmds[64];
+    static struct refnpu_cmd_gemm cmds[512];
 
     for (unsigned i = 0; i < G_N_ELEMENTS(cmds); i++) {
         cmds[i] = g;
@@ -1477,6 +1489,8 @@ static void test_reset_busy(void)
     j = job_submit(n, 0, 0, &big, len);
     k = job_submit(n, 3, 0, &big, len);
     g_assert(WAIT_FOR(rd(n, REFNPU_REG_STATUS) & REFNPU_STATUS_BUSY));
+    g_usleep(200000);   /* let both workers fetch their job */
+    g_assert(!job_done(n, &j) && !job_done(n, &k));
     wr(n, REFNPU_REG_RESET, REFNPU_RESET_GO);
     g_assert(WAIT_FOR(rd(n, REFNPU_REG_STATUS) == REFNPU_STATUS_READY));
     g_assert(WAIT_FOR(job_done(n, &j)));
@@ -1709,7 +1723,12 @@ int main(int argc, char **argv)
     qtest_add_func("/refnpu/queue/concurrent", test_concurrent_queues);
     qtest_add_func("/refnpu/queue/errors", test_ring_errors);
     qtest_add_func("/refnpu/op/copy-fill", test_op_copy_fill);
-    qtest_add_func("/refnpu/op/gemm-f32", test_op_gemm_f32);
+    qtest_add_data_func("/refnpu/op/gemm-f32/fast-auto",
+                        "x-gemm-kernel=auto", test_op_gemm_f32);
+    qtest_add_data_func("/refnpu/op/gemm-f32/fast-generic",
+                        "x-gemm-kernel=generic", test_op_gemm_f32);
+    qtest_add_data_func("/refnpu/op/gemm-f32/reference",
+                        "x-fast-gemm=off", test_op_gemm_f32);
     qtest_add_func("/refnpu/op/gemm-int8-f16-bf16", test_op_gemm_other);
     qtest_add_func("/refnpu/op/ewise-act", test_op_ewise_act);
     qtest_add_func("/refnpu/op/softmax-layernorm", test_op_softmax_layernorm);
