@@ -24,6 +24,12 @@
 
 #include "refnpu_engine.h"
 
+#ifdef __KERNEL__
+#include <linux/build_bug.h>
+#else
+#include <assert.h>
+#endif
+
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the refnpu engine assumes a little-endian host"
 #endif
@@ -44,26 +50,23 @@
 #define FP32_NINF	0xff800000U
 #define FP32_SIGN	0x80000000U
 
-_Static_assert(sizeof(struct refnpu_job_desc) == REFNPU_JOB_DESC_SIZE, "desc");
-_Static_assert(sizeof(struct refnpu_completion) == REFNPU_COMPLETION_SIZE,
-	       "completion");
-_Static_assert(sizeof(struct refnpu_ctx_entry) == REFNPU_CTX_ENTRY_SIZE, "ctx");
-_Static_assert(sizeof(struct refnpu_cmd_hdr) == REFNPU_CMD_HDR_SIZE, "hdr");
-_Static_assert(sizeof(struct refnpu_cmd_nop) == REFNPU_CMD_NOP_SIZE, "nop");
-_Static_assert(sizeof(struct refnpu_cmd_copy) == REFNPU_CMD_COPY_SIZE, "copy");
-_Static_assert(sizeof(struct refnpu_cmd_fill) == REFNPU_CMD_FILL_SIZE, "fill");
-_Static_assert(sizeof(struct refnpu_cmd_gemm) == REFNPU_CMD_GEMM_SIZE, "gemm");
-_Static_assert(sizeof(struct refnpu_cmd_ewise) == REFNPU_CMD_EWISE_SIZE,
-	       "ewise");
-_Static_assert(sizeof(struct refnpu_cmd_act) == REFNPU_CMD_ACT_SIZE, "act");
-_Static_assert(sizeof(struct refnpu_cmd_softmax) == REFNPU_CMD_SOFTMAX_SIZE,
-	       "softmax");
-_Static_assert(sizeof(struct refnpu_cmd_layernorm) ==
-	       REFNPU_CMD_LAYERNORM_SIZE, "layernorm");
-_Static_assert(sizeof(struct refnpu_cmd_conv2d) == REFNPU_CMD_CONV2D_SIZE,
-	       "conv2d");
-_Static_assert(sizeof(struct refnpu_cmd_pool2d) == REFNPU_CMD_POOL2D_SIZE,
-	       "pool2d");
+#define SIZE_CHECK(type, size) \
+	static_assert(sizeof(struct type) == (size), #type)
+
+SIZE_CHECK(refnpu_job_desc, REFNPU_JOB_DESC_SIZE);
+SIZE_CHECK(refnpu_completion, REFNPU_COMPLETION_SIZE);
+SIZE_CHECK(refnpu_ctx_entry, REFNPU_CTX_ENTRY_SIZE);
+SIZE_CHECK(refnpu_cmd_hdr, REFNPU_CMD_HDR_SIZE);
+SIZE_CHECK(refnpu_cmd_nop, REFNPU_CMD_NOP_SIZE);
+SIZE_CHECK(refnpu_cmd_copy, REFNPU_CMD_COPY_SIZE);
+SIZE_CHECK(refnpu_cmd_fill, REFNPU_CMD_FILL_SIZE);
+SIZE_CHECK(refnpu_cmd_gemm, REFNPU_CMD_GEMM_SIZE);
+SIZE_CHECK(refnpu_cmd_ewise, REFNPU_CMD_EWISE_SIZE);
+SIZE_CHECK(refnpu_cmd_act, REFNPU_CMD_ACT_SIZE);
+SIZE_CHECK(refnpu_cmd_softmax, REFNPU_CMD_SOFTMAX_SIZE);
+SIZE_CHECK(refnpu_cmd_layernorm, REFNPU_CMD_LAYERNORM_SIZE);
+SIZE_CHECK(refnpu_cmd_conv2d, REFNPU_CMD_CONV2D_SIZE);
+SIZE_CHECK(refnpu_cmd_pool2d, REFNPU_CMD_POOL2D_SIZE);
 
 union refnpu_any_cmd {
 	struct refnpu_cmd_hdr hdr;
@@ -160,9 +163,10 @@ static inline double pow2i(int k)
  */
 static double rn_exp(double x)
 {
-	static const double ln2_hi = 6.93147180369123816490e-01;
-	static const double ln2_lo = 1.90821492927058770002e-10;
-	static const double log2e = 1.44269504088896338700e+00;
+	/* fdlibm's split of ln 2: ln2_hi has 11 trailing zero bits */
+	const double ln2_hi = u2d(0x3fe62e42fee00000ULL);
+	const double ln2_lo = u2d(0x3dea39ef35793c76ULL);
+	const double log2e = 1.44269504088896338700;
 	double kd, r, p;
 	int k, i;
 
@@ -238,7 +242,7 @@ static float tanh_f(float x)
 
 	if (is_nan(x))
 		return x + x;
-	if (a < 0x1p-12) {
+	if (a < 0.000244140625) {	/* 2^-12 */
 		double a2 = a * a;
 
 		r = a - a * a2 / 3.0 + 2.0 * a * a2 * a2 / 15.0;
@@ -593,6 +597,8 @@ static __u32 op_copy(struct eng *e, const struct refnpu_cmd_copy *c)
 	if (!t2d_ok(&c->src, c->rows, c->row_bytes, 1) ||
 	    !t2d_ok(&c->dst, c->rows, c->row_bytes, 1))
 		return REFNPU_ERR_MALFORMED;
+	if (!c->row_bytes)
+		return REFNPU_ERR_NONE;
 	for (r = 0; r < c->rows; r++) {
 		for (off = 0; off < c->row_bytes; off += n) {
 			n = c->row_bytes - off;
@@ -625,8 +631,11 @@ static __u32 op_fill(struct eng *e, const struct refnpu_cmd_fill *c)
 		return REFNPU_ERR_MALFORMED;
 	if (pb < 8 && (c->pattern >> (8 * pb)))
 		return REFNPU_ERR_MALFORMED;
-	if (c->row_bytes % pb || !t2d_ok(&c->dst, c->rows, c->row_bytes, pb))
+	if (c->row_bytes % pb ||
+	    !view_ok(c->dst.va, c->dst.pitch, c->rows, c->row_bytes, pb))
 		return REFNPU_ERR_MALFORMED;
+	if (!c->row_bytes)
+		return REFNPU_ERR_NONE;
 	for (i = 0; i < COPY_BYTES; i++)
 		buf[i] = (__u8)(c->pattern >> (8 * (i % pb)));
 	for (r = 0; r < c->rows; r++) {
@@ -648,15 +657,88 @@ static __u32 op_fill(struct eng *e, const struct refnpu_cmd_fill *c)
 /* ---------------------------------------------------------------------
  * GEMM
  */
-static __u32 gemm_float(struct eng *e, const struct refnpu_cmd_gemm *g)
+static inline void axpy_f(float *acc, float a, const float *b, __u32 n)
 {
-	const __u32 ies = REFNPU_DTYPE_SIZE(g->in_dtype);
-	const __u32 oes = REFNPU_DTYPE_SIZE(g->out_dtype);
-	float acc[GEMM_MB][GEMM_NB];
+	__u32 j;
+
+	for (j = 0; j < n; j++)
+		acc[j] = acc[j] + a * b[j];
+}
+
+static inline void axpy_i(__u32 *acc, __s32 a, const __s8 *b, __u32 n)
+{
+	__u32 j;
+
+	for (j = 0; j < n; j++)
+		acc[j] += (__u32)(a * b[j]);
+}
+
+/* Sum over all of K into the tile C[i0..i0+mb][j0..j0+nb], float types */
+static __u32 gemm_f_accumulate(struct eng *e, const struct refnpu_cmd_gemm *g,
+			       __u32 i0, __u32 mb, __u32 j0, __u32 nb,
+			       float acc[GEMM_MB][GEMM_NB])
+{
+	const __u32 es = REFNPU_DTYPE_SIZE(g->in_dtype);
 	float a[GEMM_MB][GEMM_KB];
 	float b[GEMM_NB];
-	__u32 i0, j0, k0, mb, nb, kb, r, j, kk;
-	__u32 st;
+	__u32 k0, kb, kk, r, st;
+
+	for (k0 = 0; k0 < g->k; k0 += kb) {
+		kb = min_u32(GEMM_KB, g->k - k0);
+		for (r = 0; r < mb; r++) {
+			st = load_f32(e, g->a.va + (__u64)(i0 + r) * g->a.pitch +
+				      (__u64)k0 * es, g->in_dtype, kb, a[r]);
+			if (st)
+				return st;
+		}
+		for (kk = 0; kk < kb; kk++) {
+			st = load_f32(e, g->b.va + (__u64)(k0 + kk) * g->b.pitch +
+				      (__u64)j0 * es, g->in_dtype, nb, b);
+			if (st)
+				return st;
+			for (r = 0; r < mb; r++)
+				axpy_f(acc[r], a[r][kk], b, nb);
+		}
+		st = eng_tick(e, (__u64)mb * nb * kb);
+		if (st)
+			return st;
+	}
+	return REFNPU_ERR_NONE;
+}
+
+/* Epilogue of a float tile: bias, ReLU, narrowing, store */
+static __u32 gemm_f_store(struct eng *e, const struct refnpu_cmd_gemm *g,
+			  __u32 i0, __u32 mb, __u32 j0, __u32 nb,
+			  float acc[GEMM_MB][GEMM_NB])
+{
+	const __u32 es = REFNPU_DTYPE_SIZE(g->out_dtype);
+	float bias[GEMM_NB];
+	__u32 r, j, st;
+
+	if (g->hdr.flags & REFNPU_GEMM_F_BIAS) {
+		st = eng_read(e, g->bias_va + (__u64)j0 * 4, bias, (__u64)nb * 4);
+		if (st)
+			return st;
+		for (r = 0; r < mb; r++)
+			for (j = 0; j < nb; j++)
+				acc[r][j] = acc[r][j] + bias[j];
+	}
+	for (r = 0; r < mb; r++) {
+		if (g->hdr.flags & REFNPU_GEMM_F_RELU)
+			for (j = 0; j < nb; j++)
+				acc[r][j] = relu_f(acc[r][j]);
+		st = store_f32(e, g->c.va + (__u64)(i0 + r) * g->c.pitch +
+			       (__u64)j0 * es, g->out_dtype, nb, acc[r]);
+		if (st)
+			return st;
+	}
+	return REFNPU_ERR_NONE;
+}
+
+static __u32 gemm_float(struct eng *e, const struct refnpu_cmd_gemm *g)
+{
+	float acc[GEMM_MB][GEMM_NB];
+	__u32 i0, j0, mb, nb, r, j, st;
 
 	for (i0 = 0; i0 < g->m; i0 += mb) {
 		mb = min_u32(GEMM_MB, g->m - i0);
@@ -665,59 +747,11 @@ static __u32 gemm_float(struct eng *e, const struct refnpu_cmd_gemm *g)
 			for (r = 0; r < mb; r++)
 				for (j = 0; j < nb; j++)
 					acc[r][j] = 0.0f;
-			for (k0 = 0; k0 < g->k; k0 += kb) {
-				kb = min_u32(GEMM_KB, g->k - k0);
-				for (r = 0; r < mb; r++) {
-					st = load_f32(e, g->a.va +
-						      (__u64)(i0 + r) * g->a.pitch +
-						      (__u64)k0 * ies,
-						      g->in_dtype, kb, a[r]);
-					if (st)
-						return st;
-				}
-				for (kk = 0; kk < kb; kk++) {
-					st = load_f32(e, g->b.va +
-						      (__u64)(k0 + kk) * g->b.pitch +
-						      (__u64)j0 * ies,
-						      g->in_dtype, nb, b);
-					if (st)
-						return st;
-					for (r = 0; r < mb; r++) {
-						float av = a[r][kk];
-
-						for (j = 0; j < nb; j++)
-							acc[r][j] = acc[r][j] + av * b[j];
-					}
-				}
-				st = eng_tick(e, (__u64)mb * nb * kb);
-				if (st)
-					return st;
-			}
-			/* epilogue: bias, ReLU, narrowing, store */
-			if (g->hdr.flags & REFNPU_GEMM_F_BIAS) {
-				st = eng_read(e, g->bias_va + (__u64)j0 * 4, b,
-					      (__u64)nb * 4);
-				if (st)
-					return st;
-			}
-			for (r = 0; r < mb; r++) {
-				for (j = 0; j < nb; j++) {
-					float v = acc[r][j];
-
-					if (g->hdr.flags & REFNPU_GEMM_F_BIAS)
-						v = v + b[j];
-					if (g->hdr.flags & REFNPU_GEMM_F_RELU)
-						v = relu_f(v);
-					acc[r][j] = v;
-				}
-				st = store_f32(e, g->c.va +
-					       (__u64)(i0 + r) * g->c.pitch +
-					       (__u64)j0 * oes,
-					       g->out_dtype, nb, acc[r]);
-				if (st)
-					return st;
-			}
-			st = eng_tick(e, (__u64)mb * nb + 1);
+			st = gemm_f_accumulate(e, g, i0, mb, j0, nb, acc);
+			if (!st)
+				st = gemm_f_store(e, g, i0, mb, j0, nb, acc);
+			if (!st)
+				st = eng_tick(e, (__u64)mb * nb + 1);
 			if (st)
 				return st;
 		}
@@ -725,15 +759,89 @@ static __u32 gemm_float(struct eng *e, const struct refnpu_cmd_gemm *g)
 	return REFNPU_ERR_NONE;
 }
 
-static __u32 gemm_int8(struct eng *e, const struct refnpu_cmd_gemm *g)
+/* Sum over all of K into an int8 tile (wrapping int32 accumulators) */
+static __u32 gemm_i_accumulate(struct eng *e, const struct refnpu_cmd_gemm *g,
+			       __u32 i0, __u32 mb, __u32 j0, __u32 nb,
+			       __u32 acc[GEMM_MB][GEMM_NB])
 {
-	const bool out8 = g->out_dtype == REFNPU_DTYPE_INT8;
-	__u32 acc[GEMM_MB][GEMM_NB];	/* two's complement, wrapping */
 	__s8 a[GEMM_MB][GEMM_KB];
 	__s8 b[GEMM_NB];
+	__u32 k0, kb, kk, r, st;
+
+	for (k0 = 0; k0 < g->k; k0 += kb) {
+		kb = min_u32(GEMM_KB, g->k - k0);
+		for (r = 0; r < mb; r++) {
+			st = eng_read(e, g->a.va + (__u64)(i0 + r) * g->a.pitch +
+				      k0, a[r], kb);
+			if (st)
+				return st;
+		}
+		for (kk = 0; kk < kb; kk++) {
+			st = eng_read(e, g->b.va + (__u64)(k0 + kk) * g->b.pitch +
+				      j0, b, nb);
+			if (st)
+				return st;
+			for (r = 0; r < mb; r++)
+				axpy_i(acc[r], a[r][kk], b, nb);
+		}
+		st = eng_tick(e, (__u64)mb * nb * kb);
+		if (st)
+			return st;
+	}
+	return REFNPU_ERR_NONE;
+}
+
+/* Epilogue of an int8 tile: bias, requantisation or ReLU, store */
+static __u32 gemm_i_store(struct eng *e, const struct refnpu_cmd_gemm *g,
+			  __u32 i0, __u32 mb, __u32 j0, __u32 nb,
+			  __u32 acc[GEMM_MB][GEMM_NB])
+{
+	const bool out8 = g->out_dtype == REFNPU_DTYPE_INT8;
+	const bool relu = g->hdr.flags & REFNPU_GEMM_F_RELU;
 	__s32 bias[GEMM_NB];
-	__u32 i0, j0, k0, mb, nb, kb, r, j, kk;
-	__u32 st;
+	__s8 o8[GEMM_NB];
+	__u32 r, j, st;
+	__u64 va;
+
+	if (g->hdr.flags & REFNPU_GEMM_F_BIAS) {
+		st = eng_read(e, g->bias_va + (__u64)j0 * 4, bias, (__u64)nb * 4);
+		if (st)
+			return st;
+		for (r = 0; r < mb; r++)
+			for (j = 0; j < nb; j++)
+				acc[r][j] += (__u32)bias[j];
+	}
+	for (r = 0; r < mb; r++) {
+		__s32 *o32 = (__s32 *)acc[r];
+
+		va = g->c.va + (__u64)(i0 + r) * g->c.pitch;
+		if (out8) {
+			for (j = 0; j < nb; j++) {
+				__s32 s = requant((__s32)acc[r][j],
+						  g->rq_multiplier, g->rq_shift,
+						  g->rq_zero_point);
+
+				if (relu && s < g->rq_zero_point)
+					s = g->rq_zero_point;
+				o8[j] = (__s8)s;
+			}
+			st = eng_write(e, va + j0, o8, nb);
+		} else {
+			for (j = 0; j < nb; j++)
+				if (relu && o32[j] < 0)
+					o32[j] = 0;
+			st = eng_write(e, va + (__u64)j0 * 4, o32, (__u64)nb * 4);
+		}
+		if (st)
+			return st;
+	}
+	return REFNPU_ERR_NONE;
+}
+
+static __u32 gemm_int8(struct eng *e, const struct refnpu_cmd_gemm *g)
+{
+	__u32 acc[GEMM_MB][GEMM_NB];
+	__u32 i0, j0, mb, nb, r, j, st;
 
 	for (i0 = 0; i0 < g->m; i0 += mb) {
 		mb = min_u32(GEMM_MB, g->m - i0);
@@ -742,77 +850,11 @@ static __u32 gemm_int8(struct eng *e, const struct refnpu_cmd_gemm *g)
 			for (r = 0; r < mb; r++)
 				for (j = 0; j < nb; j++)
 					acc[r][j] = 0;
-			for (k0 = 0; k0 < g->k; k0 += kb) {
-				kb = min_u32(GEMM_KB, g->k - k0);
-				for (r = 0; r < mb; r++) {
-					st = eng_read(e, g->a.va +
-						      (__u64)(i0 + r) * g->a.pitch +
-						      k0, a[r], kb);
-					if (st)
-						return st;
-				}
-				for (kk = 0; kk < kb; kk++) {
-					st = eng_read(e, g->b.va +
-						      (__u64)(k0 + kk) * g->b.pitch +
-						      j0, b, nb);
-					if (st)
-						return st;
-					for (r = 0; r < mb; r++) {
-						__s32 av = a[r][kk];
-
-						for (j = 0; j < nb; j++)
-							acc[r][j] += (__u32)(av * b[j]);
-					}
-				}
-				st = eng_tick(e, (__u64)mb * nb * kb);
-				if (st)
-					return st;
-			}
-			if (g->hdr.flags & REFNPU_GEMM_F_BIAS) {
-				st = eng_read(e, g->bias_va + (__u64)j0 * 4, bias,
-					      (__u64)nb * 4);
-				if (st)
-					return st;
-			}
-			for (r = 0; r < mb; r++) {
-				__s8 *o8 = (__s8 *)b;
-				__s32 *o32 = (__s32 *)acc[r];
-
-				for (j = 0; j < nb; j++) {
-					__u32 v = acc[r][j];
-					__s32 s;
-
-					if (g->hdr.flags & REFNPU_GEMM_F_BIAS)
-						v += (__u32)bias[j];
-					s = (__s32)v;
-					if (out8) {
-						s = requant(s, g->rq_multiplier,
-							    g->rq_shift,
-							    g->rq_zero_point);
-						if ((g->hdr.flags & REFNPU_GEMM_F_RELU) &&
-						    s < g->rq_zero_point)
-							s = g->rq_zero_point;
-						o8[j] = (__s8)s;
-					} else {
-						if ((g->hdr.flags & REFNPU_GEMM_F_RELU) &&
-						    s < 0)
-							s = 0;
-						o32[j] = s;
-					}
-				}
-				if (out8)
-					st = eng_write(e, g->c.va +
-						       (__u64)(i0 + r) * g->c.pitch +
-						       j0, o8, nb);
-				else
-					st = eng_write(e, g->c.va +
-						       (__u64)(i0 + r) * g->c.pitch +
-						       (__u64)j0 * 4, o32,
-						       (__u64)nb * 4);
-				if (st)
-					return st;
-			}
-			st = eng_tick(e, (__u64)mb * nb + 1);
+			st = gemm_i_accumulate(e, g, i0, mb, j0, nb, acc);
+			if (!st)
+				st = gemm_i_store(e, g, i0, mb, j0, nb, acc);
+			if (!st)
+				st = eng_tick(e, (__u64)mb * nb + 1);
 			if (st)
 				return st;
 		}
@@ -988,6 +1030,8 @@ static __u32 op_act(struct eng *e, const struct refnpu_cmd_act *c)
 	if (!t2d_ok(&c->src, c->rows, c->cols, 4) ||
 	    !t2d_ok(&c->dst, c->rows, c->cols, 4))
 		return REFNPU_ERR_MALFORMED;
+	if (!c->cols)
+		return REFNPU_ERR_NONE;
 	for (r = 0; r < c->rows; r++) {
 		for (c0 = 0; c0 < c->cols; c0 += n) {
 			n = min_u32(VEC, c->cols - c0);
@@ -1009,10 +1053,43 @@ static __u32 op_act(struct eng *e, const struct refnpu_cmd_act *c)
 	return REFNPU_ERR_NONE;
 }
 
-static __u32 op_softmax(struct eng *e, const struct refnpu_cmd_softmax *c)
+/* softmax of one row: pass 0 max, pass 1 sum of exp, pass 2 normalise */
+static __u32 softmax_row(struct eng *e, __u64 srow, __u64 drow, __u32 cols)
 {
 	float x[VEC];
-	__u32 r, c0, n, j, st;
+	float m = u2f(FP32_NINF), s = 0.0f;
+	__u32 c0, n, j, st;
+	int pass;
+
+	for (pass = 0; pass < 3; pass++) {
+		for (c0 = 0; c0 < cols; c0 += n) {
+			n = min_u32(VEC, cols - c0);
+			st = eng_read(e, srow + (__u64)c0 * 4, x, (__u64)n * 4);
+			if (st)
+				return st;
+			for (j = 0; j < n; j++) {
+				if (pass == 0)
+					m = max_f(m, x[j]);
+				else if (pass == 1)
+					s = s + exp_f(x[j] - m);
+				else
+					x[j] = exp_f(x[j] - m) / s;
+			}
+			if (pass == 2)
+				st = eng_write(e, drow + (__u64)c0 * 4, x,
+					       (__u64)n * 4);
+			if (!st)
+				st = eng_tick(e, (__u64)n * 8);
+			if (st)
+				return st;
+		}
+	}
+	return REFNPU_ERR_NONE;
+}
+
+static __u32 op_softmax(struct eng *e, const struct refnpu_cmd_softmax *c)
+{
+	__u32 r, st;
 
 	if (c->hdr.flags || c->rsvd)
 		return REFNPU_ERR_MALFORMED;
@@ -1021,37 +1098,75 @@ static __u32 op_softmax(struct eng *e, const struct refnpu_cmd_softmax *c)
 	if (!t2d_ok(&c->src, c->rows, c->cols, 4) ||
 	    !t2d_ok(&c->dst, c->rows, c->cols, 4))
 		return REFNPU_ERR_MALFORMED;
+	if (!c->cols)
+		return REFNPU_ERR_NONE;
 	for (r = 0; r < c->rows; r++) {
-		__u64 srow = c->src.va + (__u64)r * c->src.pitch;
-		__u64 drow = c->dst.va + (__u64)r * c->dst.pitch;
-		float m = u2f(FP32_NINF), s = 0.0f;
-		int pass;
+		st = softmax_row(e, c->src.va + (__u64)r * c->src.pitch,
+				 c->dst.va + (__u64)r * c->dst.pitch, c->cols);
+		if (st)
+			return st;
+	}
+	return REFNPU_ERR_NONE;
+}
 
-		/* pass 0: max; pass 1: sum of exp; pass 2: normalise */
-		for (pass = 0; pass < 3; pass++) {
-			for (c0 = 0; c0 < c->cols; c0 += n) {
-				n = min_u32(VEC, c->cols - c0);
-				st = eng_read(e, srow + (__u64)c0 * 4, x,
-					      (__u64)n * 4);
-				if (st)
-					return st;
-				for (j = 0; j < n; j++) {
-					if (pass == 0)
-						m = max_f(m, x[j]);
-					else if (pass == 1)
-						s = s + exp_f(x[j] - m);
-					else
-						x[j] = exp_f(x[j] - m) / s;
+/* x[j] = x[j] op p[j] for a chunk of a vector operand at va */
+static __u32 ln_apply(struct eng *e, __u64 va, float *x, __u32 n, bool add)
+{
+	float p[VEC];
+	__u32 j, st;
+
+	st = eng_read(e, va, p, (__u64)n * 4);
+	if (st)
+		return st;
+	for (j = 0; j < n; j++)
+		x[j] = add ? x[j] + p[j] : x[j] * p[j];
+	return REFNPU_ERR_NONE;
+}
+
+/* layernorm of one row: pass 0 mean, pass 1 variance, pass 2 normalise */
+static __u32 ln_row(struct eng *e, const struct refnpu_cmd_layernorm *c,
+		    __u64 srow, __u64 drow)
+{
+	float x[VEC];
+	float sum = 0.0f, mean = 0.0f, var = 0.0f, rstd = 0.0f, d;
+	__u32 c0, n, j, st;
+	int pass;
+
+	for (pass = 0; pass < 3; pass++) {
+		for (c0 = 0; c0 < c->cols; c0 += n) {
+			n = min_u32(VEC, c->cols - c0);
+			st = eng_read(e, srow + (__u64)c0 * 4, x, (__u64)n * 4);
+			if (st)
+				return st;
+			for (j = 0; j < n; j++) {
+				if (pass == 0) {
+					sum = sum + x[j];
+				} else if (pass == 1) {
+					d = x[j] - mean;
+					var = var + d * d;
+				} else {
+					x[j] = (x[j] - mean) * rstd;
 				}
-				if (pass == 2)
-					st = eng_write(e, drow + (__u64)c0 * 4, x,
-						       (__u64)n * 4);
-				if (!st)
-					st = eng_tick(e, (__u64)n * 8);
-				if (st)
-					return st;
 			}
+			if (pass == 2 && (c->hdr.flags & REFNPU_LN_F_GAMMA))
+				st = ln_apply(e, c->gamma_va + (__u64)c0 * 4, x, n,
+					      false);
+			if (!st && pass == 2 && (c->hdr.flags & REFNPU_LN_F_BETA))
+				st = ln_apply(e, c->beta_va + (__u64)c0 * 4, x, n,
+					      true);
+			if (!st && pass == 2)
+				st = eng_write(e, drow + (__u64)c0 * 4, x,
+					       (__u64)n * 4);
+			if (!st)
+				st = eng_tick(e, (__u64)n * 4);
+			if (st)
+				return st;
 		}
+		if (pass == 0)
+			mean = sum / (float)c->cols;
+		else if (pass == 1)
+			rstd = 1.0f / sqrt_f(var / (float)c->cols +
+					     u2f(c->eps_bits));
 	}
 	return REFNPU_ERR_NONE;
 }
@@ -1060,9 +1175,7 @@ static __u32 op_layernorm(struct eng *e, const struct refnpu_cmd_layernorm *c)
 {
 	const bool has_g = c->hdr.flags & REFNPU_LN_F_GAMMA;
 	const bool has_b = c->hdr.flags & REFNPU_LN_F_BETA;
-	float x[VEC], p[VEC];
-	__u32 r, c0, n, j, st;
-	float eps = u2f(c->eps_bits);
+	__u32 r, st;
 
 	if (c->hdr.flags & ~REFNPU_LN_F_VALID_MASK)
 		return REFNPU_ERR_MALFORMED;
@@ -1075,66 +1188,16 @@ static __u32 op_layernorm(struct eng *e, const struct refnpu_cmd_layernorm *c)
 	if (!t2d_ok(&c->src, c->rows, c->cols, 4) ||
 	    !t2d_ok(&c->dst, c->rows, c->cols, 4))
 		return REFNPU_ERR_MALFORMED;
-	if (c->rows && ((has_g && !vec_ok(c->gamma_va, c->cols, 4)) ||
-			(has_b && !vec_ok(c->beta_va, c->cols, 4))))
+	if (!c->rows || !c->cols)
+		return REFNPU_ERR_NONE;
+	if ((has_g && !vec_ok(c->gamma_va, c->cols, 4)) ||
+	    (has_b && !vec_ok(c->beta_va, c->cols, 4)))
 		return REFNPU_ERR_MALFORMED;
-	for (r = 0; r < c->rows && c->cols; r++) {
-		__u64 srow = c->src.va + (__u64)r * c->src.pitch;
-		__u64 drow = c->dst.va + (__u64)r * c->dst.pitch;
-		float sum = 0.0f, mean = 0.0f, var = 0.0f, rstd = 0.0f;
-		int pass;
-
-		/* pass 0: mean; pass 1: variance; pass 2: normalise */
-		for (pass = 0; pass < 3; pass++) {
-			for (c0 = 0; c0 < c->cols; c0 += n) {
-				n = min_u32(VEC, c->cols - c0);
-				st = eng_read(e, srow + (__u64)c0 * 4, x,
-					      (__u64)n * 4);
-				if (st)
-					return st;
-				if (pass == 0) {
-					for (j = 0; j < n; j++)
-						sum = sum + x[j];
-				} else if (pass == 1) {
-					for (j = 0; j < n; j++) {
-						float d = x[j] - mean;
-
-						var = var + d * d;
-					}
-				} else {
-					for (j = 0; j < n; j++)
-						x[j] = (x[j] - mean) * rstd;
-					if (has_g) {
-						st = eng_read(e, c->gamma_va +
-							      (__u64)c0 * 4, p,
-							      (__u64)n * 4);
-						if (st)
-							return st;
-						for (j = 0; j < n; j++)
-							x[j] = x[j] * p[j];
-					}
-					if (has_b) {
-						st = eng_read(e, c->beta_va +
-							      (__u64)c0 * 4, p,
-							      (__u64)n * 4);
-						if (st)
-							return st;
-						for (j = 0; j < n; j++)
-							x[j] = x[j] + p[j];
-					}
-					st = eng_write(e, drow + (__u64)c0 * 4,
-						       x, (__u64)n * 4);
-				}
-				if (!st)
-					st = eng_tick(e, (__u64)n * 4);
-				if (st)
-					return st;
-			}
-			if (pass == 0)
-				mean = sum / (float)c->cols;
-			else if (pass == 1)
-				rstd = 1.0f / sqrt_f(var / (float)c->cols + eps);
-		}
+	for (r = 0; r < c->rows; r++) {
+		st = ln_row(e, c, c->src.va + (__u64)r * c->src.pitch,
+			    c->dst.va + (__u64)r * c->dst.pitch);
+		if (st)
+			return st;
 	}
 	return REFNPU_ERR_NONE;
 }
@@ -1155,13 +1218,90 @@ static bool out_dim(__u64 in, __u64 pad0, __u64 pad1, __u64 k, __u64 dil,
 	return true;
 }
 
+/* Input coordinate of output position o, tap t; -1 if in the padding */
+static inline __s64 in_coord(__u64 o, __u64 stride, __u64 t, __u64 dil,
+			     __u64 pad, __u64 size)
+{
+	__s64 i = (__s64)(o * stride + t * dil) - (__s64)pad;
+
+	return i < (__s64)size ? i : -1;
+}
+
+/* One filter tap: acc[o] += sum_c x[px + c] * W[frow + c][oc0 + o] */
+static __u32 conv_tap(struct eng *e, const struct refnpu_cmd_conv2d *c,
+		      __u64 px, __u64 frow, __u32 oc0, __u32 ob, float *acc)
+{
+	float x[CONV_CB], w[CONV_OB];
+	__u32 c0, cb, cc, st;
+
+	for (c0 = 0; c0 < c->c; c0 += cb) {
+		cb = min_u32(CONV_CB, c->c - c0);
+		st = eng_read(e, px + (__u64)c0 * 4, x, (__u64)cb * 4);
+		if (st)
+			return st;
+		for (cc = 0; cc < cb; cc++) {
+			st = eng_read(e, c->filter.va +
+				      (frow + c0 + cc) * c->filter.pitch +
+				      (__u64)oc0 * 4, w, (__u64)ob * 4);
+			if (st)
+				return st;
+			axpy_f(acc, x[cc], w, ob);
+		}
+		st = eng_tick(e, (__u64)cb * ob);
+		if (st)
+			return st;
+	}
+	return REFNPU_ERR_NONE;
+}
+
+/* Output pixel (n, oh, ow), output channels [oc0, oc0 + ob) */
+static __u32 conv_pixel(struct eng *e, const struct refnpu_cmd_conv2d *c,
+			__u64 n, __u64 oh, __u64 ow, __u32 oc0, __u32 ob)
+{
+	float acc[CONV_OB], bias[CONV_OB];
+	__u64 kh, kw;
+	__s64 ih, iw;
+	__u32 o, st;
+
+	for (o = 0; o < ob; o++)
+		acc[o] = 0.0f;
+	for (kh = 0; kh < c->kh; kh++) {
+		ih = in_coord(oh, c->stride_h, kh, c->dil_h, c->pad_top, c->h);
+		for (kw = 0; kw < c->kw; kw++) {
+			iw = in_coord(ow, c->stride_w, kw, c->dil_w, c->pad_left,
+				      c->w);
+			st = eng_tick(e, 1);
+			if (!st && ih >= 0 && iw >= 0)
+				st = conv_tap(e, c, c->in.va + n * c->in.pitch_n +
+					      (__u64)ih * c->in.pitch_h +
+					      (__u64)iw * c->c * 4,
+					      (kh * c->kw + kw) * c->c, oc0, ob,
+					      acc);
+			if (st)
+				return st;
+		}
+	}
+	if (c->hdr.flags & REFNPU_CONV_F_BIAS) {
+		st = eng_read(e, c->bias_va + (__u64)oc0 * 4, bias,
+			      (__u64)ob * 4);
+		if (st)
+			return st;
+		for (o = 0; o < ob; o++)
+			acc[o] = acc[o] + bias[o];
+	}
+	if (c->hdr.flags & REFNPU_CONV_F_RELU)
+		for (o = 0; o < ob; o++)
+			acc[o] = relu_f(acc[o]);
+	return eng_write(e, c->out.va + n * c->out.pitch_n +
+			 oh * c->out.pitch_h + (ow * c->oc + oc0) * 4, acc,
+			 (__u64)ob * 4);
+}
+
 static __u32 op_conv2d(struct eng *e, const struct refnpu_cmd_conv2d *c)
 {
 	const bool bias = c->hdr.flags & REFNPU_CONV_F_BIAS;
-	float acc[CONV_OB], w[CONV_OB], x[CONV_CB];
-	__u64 oh_n, ow_n, frows;
-	__u64 n, oh, ow, kh, kw;
-	__u32 oc0, ob, c0, cb, cc, o, st;
+	__u64 oh_n, ow_n, frows, n, oh, ow;
+	__u32 oc0, ob, st;
 
 	if (c->hdr.flags & ~REFNPU_CONV_F_VALID_MASK)
 		return REFNPU_ERR_MALFORMED;
@@ -1188,90 +1328,74 @@ static __u32 op_conv2d(struct eng *e, const struct refnpu_cmd_conv2d *c)
 	    (bias && !vec_ok(c->bias_va, c->oc, 4)))
 		return REFNPU_ERR_MALFORMED;
 
-	for (n = 0; n < c->n; n++)
-	for (oh = 0; oh < oh_n; oh++)
-	for (ow = 0; ow < ow_n; ow++)
-	for (oc0 = 0; oc0 < c->oc; oc0 += ob) {
-		ob = min_u32(CONV_OB, c->oc - oc0);
-		for (o = 0; o < ob; o++)
-			acc[o] = 0.0f;
-		for (kh = 0; kh < c->kh; kh++) {
-			__s64 ih = (__s64)(oh * c->stride_h + kh * c->dil_h) -
-				   (__s64)c->pad_top;
-
-			if (ih < 0 || ih >= (__s64)c->h)
-				continue;
-			for (kw = 0; kw < c->kw; kw++) {
-				__s64 iw = (__s64)(ow * c->stride_w +
-						   kw * c->dil_w) -
-					   (__s64)c->pad_left;
-				__u64 px, frow;
-
-				if (iw < 0 || iw >= (__s64)c->w)
-					continue;
-				px = c->in.va + n * c->in.pitch_n +
-				     (__u64)ih * c->in.pitch_h +
-				     (__u64)iw * c->c * 4;
-				frow = (kh * c->kw + kw) * c->c;
-				for (c0 = 0; c0 < c->c; c0 += cb) {
-					cb = min_u32(CONV_CB, c->c - c0);
-					st = eng_read(e, px + (__u64)c0 * 4, x,
-						      (__u64)cb * 4);
-					if (st)
-						return st;
-					for (cc = 0; cc < cb; cc++) {
-						st = eng_read(e, c->filter.va +
-							      (frow + c0 + cc) *
-							      c->filter.pitch +
-							      (__u64)oc0 * 4, w,
-							      (__u64)ob * 4);
-						if (st)
-							return st;
-						for (o = 0; o < ob; o++)
-							acc[o] = acc[o] + x[cc] * w[o];
-					}
-					st = eng_tick(e, (__u64)cb * ob);
+	for (n = 0; n < c->n; n++) {
+		for (oh = 0; oh < oh_n; oh++) {
+			for (ow = 0; ow < ow_n; ow++) {
+				for (oc0 = 0; oc0 < c->oc; oc0 += ob) {
+					ob = min_u32(CONV_OB, c->oc - oc0);
+					st = conv_pixel(e, c, n, oh, ow, oc0, ob);
 					if (st)
 						return st;
 				}
 			}
 		}
-		if (bias) {
-			st = eng_read(e, c->bias_va + (__u64)oc0 * 4, w,
-				      (__u64)ob * 4);
-			if (st)
-				return st;
-			for (o = 0; o < ob; o++)
-				acc[o] = acc[o] + w[o];
-		}
-		if (c->hdr.flags & REFNPU_CONV_F_RELU)
-			for (o = 0; o < ob; o++)
-				acc[o] = relu_f(acc[o]);
-		st = eng_write(e, c->out.va + n * c->out.pitch_n +
-			       oh * c->out.pitch_h +
-			       (ow * c->oc + oc0) * 4, acc, (__u64)ob * 4);
-		if (!st)
-			st = eng_tick(e, ob + 1);
-		if (st)
-			return st;
 	}
 	return REFNPU_ERR_NONE;
 }
 
-static __u32 op_pool2d(struct eng *e, const struct refnpu_cmd_pool2d *c)
+/* Pooling window of output pixel (n, oh, ow), channels [c0, c0 + cb) */
+static __u32 pool_pixel(struct eng *e, const struct refnpu_cmd_pool2d *c,
+			__u64 n, __u64 oh, __u64 ow, __u32 c0, __u32 cb)
 {
 	const bool is_max = c->mode == REFNPU_POOL_MAX;
 	float acc[VEC], x[VEC];
-	__u64 oh_n, ow_n, n, oh, ow, kh, kw;
-	__u32 c0, cb, j, st, count;
+	__u32 j, st, count = 0;
+	__u64 kh, kw;
+	__s64 ih, iw;
+
+	for (j = 0; j < cb; j++)
+		acc[j] = is_max ? u2f(FP32_NINF) : 0.0f;
+	for (kh = 0; kh < c->kh; kh++) {
+		ih = in_coord(oh, c->stride_h, kh, 1, c->pad_top, c->h);
+		for (kw = 0; kw < c->kw; kw++) {
+			iw = in_coord(ow, c->stride_w, kw, 1, c->pad_left, c->w);
+			st = eng_tick(e, cb);
+			if (!st && ih >= 0 && iw >= 0)
+				st = eng_read(e, c->in.va + n * c->in.pitch_n +
+					      (__u64)ih * c->in.pitch_h +
+					      ((__u64)iw * c->c + c0) * 4, x,
+					      (__u64)cb * 4);
+			if (st)
+				return st;
+			if (ih < 0 || iw < 0)
+				continue;
+			for (j = 0; j < cb; j++)
+				acc[j] = is_max ? max_f(acc[j], x[j]) :
+					 acc[j] + x[j];
+			count++;
+		}
+	}
+	if (!is_max)
+		for (j = 0; j < cb; j++)
+			acc[j] = acc[j] / (float)count;
+	return eng_write(e, c->out.va + n * c->out.pitch_n +
+			 oh * c->out.pitch_h + (ow * c->c + c0) * 4, acc,
+			 (__u64)cb * 4);
+}
+
+static __u32 op_pool2d(struct eng *e, const struct refnpu_cmd_pool2d *c)
+{
+	__u64 oh_n, ow_n, n, oh, ow;
+	__u32 c0, cb, st;
 
 	if (c->hdr.flags)
 		return REFNPU_ERR_MALFORMED;
 	if (c->dtype != REFNPU_DTYPE_FP32 || c->mode >= REFNPU_POOL_COUNT)
 		return REFNPU_ERR_UNSUPPORTED;
 	if (!c->kh || !c->kw || !c->stride_h || !c->stride_w ||
-	    (c->n && c->c && (!c->h || !c->w)) || c->pad_top >= c->kh || c->pad_bottom >= c->kh ||
-	    c->pad_left >= c->kw || c->pad_right >= c->kw)
+	    (c->n && c->c && (!c->h || !c->w)) || c->pad_top >= c->kh ||
+	    c->pad_bottom >= c->kh || c->pad_left >= c->kw ||
+	    c->pad_right >= c->kw)
 		return REFNPU_ERR_MALFORMED;
 	if (!out_dim(c->h, c->pad_top, c->pad_bottom, c->kh, 1, c->stride_h,
 		     &oh_n) ||
@@ -1284,48 +1408,17 @@ static __u32 op_pool2d(struct eng *e, const struct refnpu_cmd_pool2d *c)
 	    !nhwc_ok(&c->out, c->n, oh_n, ow_n, c->c, 4))
 		return REFNPU_ERR_MALFORMED;
 
-	for (n = 0; n < c->n; n++)
-	for (oh = 0; oh < oh_n; oh++)
-	for (ow = 0; ow < ow_n; ow++)
-	for (c0 = 0; c0 < c->c; c0 += cb) {
-		cb = min_u32(VEC, c->c - c0);
-		for (j = 0; j < cb; j++)
-			acc[j] = is_max ? u2f(FP32_NINF) : 0.0f;
-		count = 0;
-		for (kh = 0; kh < c->kh; kh++) {
-			__s64 ih = (__s64)(oh * c->stride_h + kh) -
-				   (__s64)c->pad_top;
-
-			if (ih < 0 || ih >= (__s64)c->h)
-				continue;
-			for (kw = 0; kw < c->kw; kw++) {
-				__s64 iw = (__s64)(ow * c->stride_w + kw) -
-					   (__s64)c->pad_left;
-
-				if (iw < 0 || iw >= (__s64)c->w)
-					continue;
-				st = eng_read(e, c->in.va + n * c->in.pitch_n +
-					      (__u64)ih * c->in.pitch_h +
-					      ((__u64)iw * c->c + c0) * 4, x,
-					      (__u64)cb * 4);
-				if (st)
-					return st;
-				for (j = 0; j < cb; j++)
-					acc[j] = is_max ? max_f(acc[j], x[j]) :
-						 acc[j] + x[j];
-				count++;
+	for (n = 0; n < c->n; n++) {
+		for (oh = 0; oh < oh_n; oh++) {
+			for (ow = 0; ow < ow_n; ow++) {
+				for (c0 = 0; c0 < c->c; c0 += cb) {
+					cb = min_u32(VEC, c->c - c0);
+					st = pool_pixel(e, c, n, oh, ow, c0, cb);
+					if (st)
+						return st;
+				}
 			}
 		}
-		if (!is_max)
-			for (j = 0; j < cb; j++)
-				acc[j] = acc[j] / (float)count;
-		st = eng_write(e, c->out.va + n * c->out.pitch_n +
-			       oh * c->out.pitch_h +
-			       (ow * c->c + c0) * 4, acc, (__u64)cb * 4);
-		if (!st)
-			st = eng_tick(e, (__u64)cb * (count + 1));
-		if (st)
-			return st;
 	}
 	return REFNPU_ERR_NONE;
 }

@@ -41,7 +41,7 @@ extern "C" {
  * Work units (roughly multiply-adds or elements) between two calls of
  * &refnpu_engine_env.checkpoint.
  */
-#define REFNPU_ENGINE_CHUNK_WORK	(1U << 16)
+#define REFNPU_ENGINE_CHUNK_WORK	REFNPU_BIT(16)
 
 /*
  * Upper bound of the stack the engine itself uses on its deepest path

@@ -454,6 +454,9 @@ struct refnpu_cmd_nop {
 
 /**
  * struct refnpu_cmd_copy - 2-D byte copy, dst[r][0..row_bytes) = src[r][..]
+ * @hdr: header, opcode REFNPU_OP_COPY, no flags
+ * @src: source rows
+ * @dst: destination rows
  * @rows: number of rows
  * @row_bytes: bytes per row
  * Overlapping src and dst give an undefined result (but no fault beyond
@@ -471,11 +474,14 @@ struct refnpu_cmd_copy {
 
 /**
  * struct refnpu_cmd_fill - 2-D pattern fill
+ * @hdr: header, opcode REFNPU_OP_FILL, no flags
+ * @dst: destination rows
  * @rows: number of rows
  * @row_bytes: bytes per row; a multiple of @pattern_bytes
  * @pattern: fill value; its low @pattern_bytes bytes are stored repeatedly
  *           (little-endian)
  * @pattern_bytes: 1, 2, 4 or 8; dst.va and dst.pitch must be multiples
+ * @rsvd: must be zero
  */
 struct refnpu_cmd_fill {
 	struct refnpu_cmd_hdr hdr;
@@ -496,6 +502,7 @@ struct refnpu_cmd_fill {
 
 /**
  * struct refnpu_cmd_gemm - C[m][n] = act(sum_k A[m][k] * B[k][n] + bias[n])
+ * @hdr: header, opcode REFNPU_OP_GEMM, flags REFNPU_GEMM_F_*
  * @a: M x K, @in_dtype
  * @b: K x N, @in_dtype
  * @c: M x N, @out_dtype; must not overlap A, B or bias
@@ -560,6 +567,7 @@ struct refnpu_cmd_gemm {
 
 /**
  * struct refnpu_cmd_ewise - out[r][c] = op(a[r][c], b[bcast(r, c)])
+ * @hdr: header, opcode REFNPU_OP_EWISE, no flags
  * @a: rows x cols
  * @b: shape per @bcast
  * @out: rows x cols; may be exactly A or B (same va and pitch)
@@ -568,6 +576,7 @@ struct refnpu_cmd_gemm {
  * @op: REFNPU_EWISE_*
  * @bcast: REFNPU_BCAST_*
  * @dtype: REFNPU_DTYPE_FP32
+ * @rsvd: must be zero
  */
 struct refnpu_cmd_ewise {
 	struct refnpu_cmd_hdr hdr;
@@ -594,6 +603,7 @@ struct refnpu_cmd_ewise {
 
 /**
  * struct refnpu_cmd_act - out = f(src), elementwise
+ * @hdr: header, opcode REFNPU_OP_ACT, no flags
  * @src: rows x cols
  * @dst: rows x cols; may be exactly src
  * @rows: rows
@@ -615,6 +625,7 @@ struct refnpu_cmd_act {
 
 /**
  * struct refnpu_cmd_softmax - row-wise softmax
+ * @hdr: header, opcode REFNPU_OP_SOFTMAX, no flags
  * @src: rows x cols
  * @dst: rows x cols; may be exactly src
  * @rows: rows
@@ -641,6 +652,7 @@ struct refnpu_cmd_softmax {
 
 /**
  * struct refnpu_cmd_layernorm - row-wise layer normalisation
+ * @hdr: header, opcode REFNPU_OP_LAYERNORM, flags REFNPU_LN_F_*
  * @src: rows x cols
  * @dst: rows x cols; may be exactly src
  * @gamma_va: cols contiguous scale values (REFNPU_LN_F_GAMMA)
@@ -671,6 +683,7 @@ struct refnpu_cmd_layernorm {
 
 /**
  * struct refnpu_cmd_conv2d - 2-D convolution, NHWC input/output, HWIO filter
+ * @hdr: header, opcode REFNPU_OP_CONV2D, flags REFNPU_CONV_F_*
  * @in: N x H x W x C
  * @out: N x OH x OW x OC, OH/OW as defined below; must not overlap inputs
  * @filter: KH*KW*C rows of OC elements; row (kh*KW + kw)*C + c holds
@@ -730,6 +743,7 @@ struct refnpu_cmd_conv2d {
 
 /**
  * struct refnpu_cmd_pool2d - 2-D max/average pooling, NHWC
+ * @hdr: header, opcode REFNPU_OP_POOL2D, no flags
  * @in: N x H x W x C
  * @out: N x OH x OW x C (OH/OW as for conv2d with dilation 1)
  * @n: batch
