@@ -254,17 +254,33 @@ KTAP_RE = re.compile(r"^\s*(ok|not ok) (\d+) (\S.*?)(?:\s+#\s*(SKIP.*))?$")
 
 
 def ktap_cases(text):
-    """Yield (name, status) for the nested KTAP test-case lines of a run."""
-    suite = None
+    """Yield (name, status) for the nested KTAP test-case lines of a run.
+
+    KTAP indents a subtest's lines, its "# Subtest: NAME" header included,
+    4 spaces deeper than its parent's; the subtest's own "ok N NAME" line
+    sits at the parent's level.  So a result line belongs to the header at
+    its own indentation: with 6.12's KUnit (dmesg and the debugfs results
+    files alike) suites are "    # Subtest: SUITE" and their cases
+    "    ok N CASE"; parameters of a case one level deeper.  Result lines
+    without a header at their level (the suites' own) are not cases.
+    """
+    headers = {}  # indentation -> name of the subtest being printed there
     for line in text.splitlines():
+        indent = len(line) - len(line.lstrip(" "))
         m = re.match(r"^\s*# Subtest: (\S+)", line)
-        if m and line.startswith("    ") and not line.startswith("        "):
-            suite = m.group(1)
+        if m:
+            headers = {i: n for i, n in headers.items() if i < indent}
+            headers[indent] = m.group(1)
             continue
         m = KTAP_RE.match(line)
-        if m and line.startswith("        "):
+        if not m:
+            continue
+        if indent in headers:
+            path = ".".join(headers[i] for i in sorted(headers) if i <= indent)
             status = "skip" if m.group(4) else ("pass" if m.group(1) == "ok" else "fail")
-            yield "%s.%s" % (suite, m.group(3)), status
+            yield "%s.%s" % (path, m.group(3)), status
+        # Subtests deeper than this result line are finished.
+        headers = {i: n for i, n in headers.items() if i <= indent}
 
 
 def main():
