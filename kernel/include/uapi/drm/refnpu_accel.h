@@ -35,9 +35,10 @@ extern "C" {
  * -EINVAL       the command buffer is malformed (unknown opcode, bad operand)
  * -EIO          a DMA transfer of the job failed (bus or IOMMU error)
  * -ETIMEDOUT    the job exceeded the job timeout and was stopped
- * -ECANCELED    the job was not run because its context was banned, or the
- *               device was reset or removed before it could run
- * -ENODEV       the device was removed while the job was running
+ * -ECANCELED    the job was not run: its context was banned, or one of its
+ *               in-syncobj fences failed (see &drm_refnpu_submit), or it
+ *               was queued when its process was killed
+ * -ENODEV       the device was removed before the job completed
  * ============  ===============================================================
  *
  * A context whose jobs time out DRM_REFNPU_PARAM_HANG_LIMIT times is banned:
@@ -51,7 +52,10 @@ extern "C" {
  * in later versions: the kernel accepts any stride at least as large as the
  * first version of the element (and at most 4096); bytes beyond the
  * elements it knows must be zero, or the ioctl fails with -EINVAL.
- * An ioctl on a removed device fails with -ENODEV.
+ * Once the device is removed (unbound or hot-unplugged), every ioctl fails
+ * with -ENODEV; fences already handed out still signal (jobs the device
+ * did not complete fail with -ENODEV), so user space can wait on exported
+ * sync_files and then close the file.
  */
 
 #define DRM_REFNPU_DRIVER_MAJOR		0
@@ -294,8 +298,13 @@ enum drm_refnpu_priority {
  * on queue @queue in this file's context, once every in-fence signalled
  * and, unless DRM_REFNPU_SUBMIT_NO_IMPLICIT_SYNC, the implicit fences of the
  * listed BOs allow it. The command buffer BO is implicitly listed for
- * reading. Jobs of one file on one queue and priority run in submission
- * order.
+ * reading.
+ *
+ * Ordering: jobs of one file on one queue and priority run in submission
+ * order. A job waits for its in-fences to *finish*, and when one of them
+ * failed, the job is not run and fails with -ECANCELED; the exception is
+ * an in-fence of an earlier job of the same file, queue and priority,
+ * which is already ordered before it and does not cancel it.
  *
  * Errors:
  *
