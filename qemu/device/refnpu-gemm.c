@@ -208,22 +208,24 @@ static void pack_a(size_t mc, size_t kc, const float *a, size_t lda,
     }
 }
 
-void refnpu_sgemm(const RefnpuGemmKernel *kern, size_t m, size_t n, size_t k,
+bool refnpu_sgemm(const RefnpuGemmKernel *kern, size_t m, size_t n, size_t k,
                   const float *a, size_t lda,
                   const float *b, size_t ldb,
-                  float *c, size_t ldc)
+                  float *c, size_t ldc,
+                  bool (*stop)(void *opaque), void *opaque)
 {
     size_t nr = kern->nr;
     float *bpack, *apack;
+    bool done = true;
 
     if (!m || !n) {
-        return;
+        return true;
     }
     if (!k) {
         for (size_t i = 0; i < m; i++) {
             memset(c + i * ldc, 0, n * sizeof(float));
         }
-        return;
+        return true;
     }
 
     bpack = qemu_memalign(64, sizeof(float) * KC * NC);
@@ -239,6 +241,11 @@ void refnpu_sgemm(const RefnpuGemmKernel *kern, size_t m, size_t n, size_t k,
             for (size_t ic = 0; ic < m; ic += MC) {
                 size_t mc = MIN(m - ic, MC);
 
+                /* one MC x KC x NC block: at most ~25M multiply-adds */
+                if (stop && stop(opaque)) {
+                    done = false;
+                    goto out;
+                }
                 pack_a(mc, kc, a + ic * lda + pc, lda, apack);
                 for (size_t jr = 0; jr < nc; jr += nr) {
                     for (size_t ir = 0; ir < mc; ir += MR) {
@@ -252,6 +259,8 @@ void refnpu_sgemm(const RefnpuGemmKernel *kern, size_t m, size_t n, size_t k,
         }
     }
 
+out:
     qemu_vfree(apack);
     qemu_vfree(bpack);
+    return done;
 }

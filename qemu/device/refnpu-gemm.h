@@ -29,11 +29,16 @@ const char *refnpu_sgemm_kernel_name(const RefnpuGemmKernel *kern);
  * k-term recursive summation, and with it the REFNPU_GEMM_TOL_* contract
  * of refnpu_hw.h, holds whatever the blocking.
  *
+ * @stop, if not NULL, is polled every few hundred microseconds of work;
+ * when it returns true the multiplication is abandoned (C is then only
+ * partly computed) and refnpu_sgemm() returns false.
+ *
  * Thread-safe; allocates its packing buffers per call.
  */
-void refnpu_sgemm(const RefnpuGemmKernel *kern, size_t m, size_t n, size_t k,
+bool refnpu_sgemm(const RefnpuGemmKernel *kern, size_t m, size_t n, size_t k,
                   const float *a, size_t lda,
                   const float *b, size_t ldb,
-                  float *c, size_t ldc);
+                  float *c, size_t ldc,
+                  bool (*stop)(void *opaque), void *opaque);
 
 #endif

@@ -480,6 +480,11 @@ static void refnpu_scratch_trim(RefnpuQueue *q, bool all)
     }
 }
 
+static bool refnpu_gemm_stop(void *opaque)
+{
+    return refnpu_job_check(opaque) != REFNPU_ERR_NONE;
+}
+
 static inline float refnpu_relu(float x)
 {
     return x < 0.0f ? 0.0f : x;   /* as the engine: keeps NaN and -0 */
@@ -535,7 +540,11 @@ static __u32 refnpu_eng_gemm_f32(void *opaque, const struct refnpu_cmd_gemm *g,
         if (st) {
             break;
         }
-        refnpu_sgemm(q->s->gemm_kernel, mb, n, k, a, k, b, n, c, n);
+        if (!refnpu_sgemm(q->s->gemm_kernel, mb, n, k, a, k, b, n, c, n,
+                          refnpu_gemm_stop, job)) {
+            st = refnpu_job_check(job) ?: REFNPU_ERR_ABORTED;
+            break;
+        }
         if (bias || (g->hdr.flags & REFNPU_GEMM_F_RELU)) {
             for (size_t r = 0; r < mb; r++) {
                 float *row = c + r * n;

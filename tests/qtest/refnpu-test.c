@@ -1515,6 +1515,41 @@ static void test_reset_busy(void)
     npu_stop(n);
 }
 
+/* A reset stops a long fp32 GEMM on the host fast path promptly. */
+static void test_reset_fast_gemm(void)
+{
+    Npu *n = npu_start(NULL);
+    const uint32_t dim = 1024;
+    Buf a = buf_new(n, dim * dim * 4), b = buf_new(n, dim * dim * 4);
+    Buf c = buf_new(n, dim * dim * 4);
+    struct refnpu_cmd_gemm g = {
+        .hdr = HDR(REFNPU_OP_GEMM, struct refnpu_cmd_gemm, 0),
+        .a = { a.va, dim * 4 }, .b = { b.va, dim * 4 },
+        .c = { c.va, dim * 4 }, .m = dim, .n = dim, .k = dim,
+        .in_dtype = REFNPU_DTYPE_FP32, .out_dtype = REFNPU_DTYPE_FP32,
+    };
+    static struct refnpu_cmd_gemm cmds[200];
+    Buf cb;
+    gint64 t0;
+    Job j;
+
+    for (unsigned i = 0; i < G_N_ELEMENTS(cmds); i++) {
+        cmds[i] = g;
+    }
+    cb = cmdbuf(n, cmds, sizeof(cmds));
+    j = job_submit(n, 0, 0, &cb, sizeof(cmds));
+    g_usleep(100000);
+    g_assert(!job_done(n, &j));
+    t0 = g_get_monotonic_time();
+    qwr(n, 0, REFNPU_Q_RESET, REFNPU_Q_RESET_GO);
+    g_assert(WAIT_FOR(qrd(n, 0, REFNPU_Q_STATUS) == 0));
+    /* Generous bound for a loaded machine; typically a few ms. */
+    g_assert_cmpint(g_get_monotonic_time() - t0, <,
+                    10 * REFNPU_RESET_TIMEOUT_US);
+    g_assert_cmphex(job_wait(n, &j).status, ==, REFNPU_ERR_ABORTED);
+    npu_stop(n);
+}
+
 /*
  * ---------------------------------------------------------------------
  * Tests: fault injection
@@ -1738,6 +1773,7 @@ int main(int argc, char **argv)
     qtest_add_func("/refnpu/mmu/permission", test_mmu_permission);
     qtest_add_func("/refnpu/dma/unbacked", test_dma_unbacked);
     qtest_add_func("/refnpu/reset/busy", test_reset_busy);
+    qtest_add_func("/refnpu/reset/fast-gemm", test_reset_fast_gemm);
     qtest_add_func("/refnpu/inject/hang", test_inject_hang);
     qtest_add_func("/refnpu/inject/error", test_inject_error);
     qtest_add_func("/refnpu/inject/delay", test_inject_delay);
