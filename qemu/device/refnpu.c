@@ -34,6 +34,7 @@
 
 #include "qemu/osdep.h"
 #include "qemu/bitops.h"
+#include "qemu/error-report.h"
 #include "qemu/log.h"
 #include "qemu/main-loop.h"
 #include "qemu/memalign.h"
@@ -131,6 +132,7 @@ typedef struct RefnpuQueue {
     bool reset_req;
     bool reset_global;      /* reset_req is part of a device reset */
     bool stop;
+    bool exited;            /* the worker has returned */
     bool abort;             /* also read without the lock by the worker */
 
     /* Worker-private */
@@ -945,6 +947,8 @@ static void *refnpu_queue_thread(void *opaque)
         q->busy = false;
         qemu_cond_broadcast(&q->cond);
     }
+    q->exited = true;
+    qemu_cond_broadcast(&q->cond);
     qemu_mutex_unlock(&q->lock);
     return NULL;
 }
@@ -1369,16 +1373,59 @@ static const MemoryRegionOps refnpu_mmio_ops = {
  * Device life cycle
  */
 
+/*
+ * Wait for the workers to carry out a device reset.  Workers do not need
+ * the BQL, except in one corner: a vIOMMU that reports a translation fault
+ * with an MSI does an MMIO write, which takes the BQL.  So never wait for
+ * them unboundedly with the BQL held: after REFNPU_RESET_WAIT_MS the reset
+ * is left to complete asynchronously (STATUS.READY tells the driver).
+ */
+#define REFNPU_RESET_WAIT_MS 2000
+
 static void refnpu_reset_hold(Object *obj, ResetType type)
 {
     RefnpuState *s = REFNPU(obj);
+    int64_t deadline = qemu_clock_get_ms(QEMU_CLOCK_REALTIME) +
+                       REFNPU_RESET_WAIT_MS;
 
     refnpu_request_reset(s);
     qemu_mutex_lock(&s->lock);
     while (s->resetting) {
-        qemu_cond_wait(&s->reset_cond, &s->lock);
+        int64_t left = deadline - qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
+
+        if (left <= 0) {
+            warn_report("refnpu: device reset continues in the background");
+            break;
+        }
+        qemu_cond_timedwait(&s->reset_cond, &s->lock, left);
     }
     qemu_mutex_unlock(&s->lock);
+}
+
+/*
+ * Join a worker that was told to stop.  As for reset, a worker may need
+ * the BQL for a moment (vIOMMU fault report): if it has not exited after
+ * a while, let it have the BQL while we wait.
+ */
+static void refnpu_join_worker(RefnpuQueue *q)
+{
+    int waited_ms = 0;
+
+    qemu_mutex_lock(&q->lock);
+    while (!q->exited) {
+        if (waited_ms >= REFNPU_RESET_WAIT_MS && bql_locked()) {
+            qemu_mutex_unlock(&q->lock);
+            bql_unlock();
+            g_usleep(1000);
+            bql_lock();
+            qemu_mutex_lock(&q->lock);
+            continue;
+        }
+        qemu_cond_timedwait(&q->cond, &q->lock, 10);
+        waited_ms += 10;
+    }
+    qemu_mutex_unlock(&q->lock);
+    qemu_thread_join(&q->thread);
 }
 
 static void refnpu_stop_queues(RefnpuState *s, unsigned n)
@@ -1391,7 +1438,11 @@ static void refnpu_stop_queues(RefnpuState *s, unsigned n)
         qatomic_set(&q->abort, true);
         qemu_cond_broadcast(&q->cond);
         qemu_mutex_unlock(&q->lock);
-        qemu_thread_join(&q->thread);
+    }
+    for (unsigned i = 0; i < n; i++) {
+        RefnpuQueue *q = &s->queues[i];
+
+        refnpu_join_worker(q);
         refnpu_scratch_trim(q, true);
         qemu_bh_delete(q->doorbell_bh);
         qemu_cond_destroy(&q->cond);

@@ -1550,6 +1550,29 @@ static void test_reset_fast_gemm(void)
     npu_stop(n);
 }
 
+/* Hot-unplug while a job hangs and another runs: workers are stopped. */
+static void test_unplug_busy(void)
+{
+    Npu *n = npu_start("id=npu0,fault-inject=on");
+    struct refnpu_cmd_nop nop = { HDR(REFNPU_OP_NOP, struct refnpu_cmd_nop,
+                                      0) };
+    Buf small = cmdbuf(n, &nop, sizeof(nop));
+    size_t len;
+    Buf big = long_job(n, &len);
+    Job j, k;
+
+    qwr(n, 0, REFNPU_Q_DBG_INJECT, REFNPU_DBG_INJECT_HANG);
+    j = job_submit(n, 0, 0, &small, sizeof(nop));
+    k = job_submit(n, 1, 0, &big, len);
+    g_assert(WAIT_FOR(qrd(n, 0, REFNPU_Q_DBG_INJECT) == 0));
+    g_usleep(50000);
+    g_assert(!job_done(n, &j) && !job_done(n, &k));
+    qpci_unplug_acpi_device_test(n->qts, "npu0", 4);
+    /* QEMU is alive and the device is gone. */
+    g_assert_cmphex(qtest_readl(n->qts, j.comp), ==, REFNPU_ERR_ABORTED);
+    npu_stop(n);
+}
+
 /*
  * ---------------------------------------------------------------------
  * Tests: fault injection
@@ -1774,6 +1797,7 @@ int main(int argc, char **argv)
     qtest_add_func("/refnpu/dma/unbacked", test_dma_unbacked);
     qtest_add_func("/refnpu/reset/busy", test_reset_busy);
     qtest_add_func("/refnpu/reset/fast-gemm", test_reset_fast_gemm);
+    qtest_add_func("/refnpu/hotplug/unplug-busy", test_unplug_busy);
     qtest_add_func("/refnpu/inject/hang", test_inject_hang);
     qtest_add_func("/refnpu/inject/error", test_inject_error);
     qtest_add_func("/refnpu/inject/delay", test_inject_delay);
