@@ -104,8 +104,8 @@
 #define REFNPU_Q_RING_BASE		0x00	/* RW64 */
 #define REFNPU_Q_RING_SIZE		0x08	/* RW32, entries */
 #define REFNPU_Q_CTRL			0x0c	/* RW32 */
-#define REFNPU_Q_TAIL			0x10	/* RW32, doorbell */
-#define REFNPU_Q_HEAD			0x14	/* RO32 */
+#define REFNPU_Q_TAIL			0x10	/* RW32, doorbell: entry index */
+#define REFNPU_Q_HEAD			0x14	/* RO32, entry index */
 #define REFNPU_Q_STATUS			0x18	/* RO32 */
 #define REFNPU_Q_RESET			0x1c	/* WO32 */
 #define REFNPU_Q_WATCHDOG_MS		0x20	/* RW32 */
@@ -198,7 +198,11 @@
 /* REFNPU_Q_CTRL */
 #define REFNPU_Q_CTRL_ENABLE		REFNPU_BIT(0)
 
-/* REFNPU_Q_RING_SIZE: power of two in [MIN, MAX] entries */
+/*
+ * REFNPU_Q_RING_SIZE: power of two in [MIN, MAX] entries.  HEAD and TAIL
+ * are entry indices in [0, RING_SIZE): empty when equal, at most
+ * RING_SIZE - 1 descriptors outstanding.
+ */
 #define REFNPU_RING_MIN_ENTRIES		2
 #define REFNPU_RING_MAX_ENTRIES		4096
 /* REFNPU_Q_RING_BASE alignment (bytes) */
@@ -436,8 +440,8 @@ struct refnpu_tensor2d {
  * @va: device VA of element [0][0][0][0]; aligned to the element size
  * @pitch_h: bytes between consecutive rows (h); each row is W*C packed
  *           elements; at least W*C*esize when H > 1
- * @pitch_n: bytes between consecutive images (n); at least H*pitch_h
- *           when N > 1
+ * @pitch_n: bytes between consecutive images (n); at least
+ *           (H - 1) * pitch_h + W*C*esize when N > 1
  */
 struct refnpu_tensor_nhwc {
 	__u64 va;

@@ -984,3 +984,61 @@ TEST(Chain, MlpInOneCommandBuffer)
 }
 
 } // namespace
+
+// Empty outputs succeed without touching memory (all addresses unmapped).
+TEST(ZeroSize, EveryOpTouchesNothing)
+{
+	FlatMem mem;
+	const refnpu_tensor2d bad = t2d(16, 4);
+	const refnpu_tensor_nhwc badn = {16, 4, 4};
+	auto check = [&](auto cmd, uint16_t op, const char *what) {
+		uint64_t reads = mem.reads, writes = mem.writes;
+		auto res = run1(mem, cmd, op);
+		EXPECT_OK(res) << what;
+		EXPECT_EQ(mem.writes, writes) << what;
+		EXPECT_EQ(mem.reads - reads, 2u) << what; // header + body fetch
+	};
+	for (int zr = 0; zr < 2; zr++) {
+		refnpu_cmd_copy c{};
+		c.src = c.dst = bad;
+		(zr ? c.rows : c.row_bytes) = 5;
+		check(c, REFNPU_OP_COPY, "copy");
+		refnpu_cmd_fill f{};
+		f.dst = bad;
+		f.pattern_bytes = 4;
+		(zr ? f.rows : f.row_bytes) = 8;
+		check(f, REFNPU_OP_FILL, "fill");
+		refnpu_cmd_ewise e{};
+		e.a = e.b = e.out = bad;
+		(zr ? e.rows : e.cols) = 3;
+		check(e, REFNPU_OP_EWISE, "ewise");
+		refnpu_cmd_act a{};
+		a.src = a.dst = bad;
+		a.func = REFNPU_ACT_GELU;
+		(zr ? a.rows : a.cols) = 3;
+		check(a, REFNPU_OP_ACT, "act");
+		refnpu_cmd_softmax s{};
+		s.src = s.dst = bad;
+		(zr ? s.rows : s.cols) = 3;
+		check(s, REFNPU_OP_SOFTMAX, "softmax");
+		refnpu_cmd_layernorm l{};
+		l.src = l.dst = bad;
+		(zr ? l.rows : l.cols) = 3;
+		check(l, REFNPU_OP_LAYERNORM, "layernorm");
+		refnpu_cmd_conv2d cv{};
+		cv.in = cv.out = badn;
+		cv.filter = bad;
+		cv.n = zr ? 0 : 2;
+		cv.oc = zr ? 3 : 0;
+		cv.h = cv.w = cv.c = 4;
+		cv.kh = cv.kw = cv.stride_h = cv.stride_w = cv.dil_h = cv.dil_w = 1;
+		check(cv, REFNPU_OP_CONV2D, "conv2d");
+		refnpu_cmd_pool2d p{};
+		p.in = p.out = badn;
+		p.n = zr ? 0 : 2;
+		p.c = zr ? 3 : 0;
+		p.h = p.w = 4;
+		p.kh = p.kw = p.stride_h = p.stride_w = 1;
+		check(p, REFNPU_OP_POOL2D, "pool2d");
+	}
+}
