@@ -227,12 +227,13 @@ static void npu_setup(Npu *n)
     }
 }
 
-static Npu *npu_start(const char *extra)
+/* Boot with @machine options (may be "") and refnpu properties @extra. */
+static Npu *npu_start_on(const char *machine, const char *extra)
 {
     Npu *n = g_new0(Npu, 1);
 
-    n->qs = qtest_pc_boot("-m 512M -device refnpu,addr=04.0%s%s",
-                          extra ? "," : "", extra ? extra : "");
+    n->qs = qtest_pc_boot("%s -m 512M -device refnpu,addr=04.0%s%s",
+                          machine, extra ? "," : "", extra ? extra : "");
     n->qts = n->qs->qts;
     n->dev = qpci_device_find(n->qs->pcibus, DEVFN);
     g_assert(n->dev);
@@ -252,6 +253,11 @@ static Npu *npu_start(const char *extra)
     n->seq = 100;
     npu_setup(n);
     return n;
+}
+
+static Npu *npu_start(const char *extra)
+{
+    return npu_start_on("", extra);
 }
 
 static void npu_stop(Npu *n)
@@ -1425,6 +1431,146 @@ static void test_dma_unbacked(void)
 }
 
 /*
+ * ------------------------------------------------------------------------
+ * Tests: system IOMMU (intel-iommu, legacy mode, second-level tables)
+ */
+
+#define VTD_BASE        0xfed90000ULL
+#define VTD_GCMD        0x18
+#define VTD_GSTS        0x1c
+#define VTD_RTADDR      0x20
+#define VTD_TE          (1u << 31)
+#define VTD_SRTP        (1u << 30)
+#define VTD_SL_R        1ULL
+#define VTD_SL_W        2ULL
+#define VTD_SL_PS       (1ULL << 7)
+#define VTD_IDENT_SIZE  (1ULL << 30)    /* identity-mapped IOVA range */
+
+typedef struct Vtd {
+    Npu *n;
+    uint64_t root_table;    /* VT-d root table */
+    uint64_t root;          /* level-3 second-level table */
+} Vtd;
+
+/* Second-level entry address for @iova at @level (3..0); splits 2M pages. */
+static uint64_t vtd_pte(Vtd *v, uint64_t iova, int level)
+{
+    uint64_t table = v->root;
+
+    for (int l = 3; l > level; l--) {
+        uint64_t addr = table + ((iova >> (12 + 9 * l)) & 511) * 8;
+        uint64_t pte = qtest_readq(v->n->qts, addr);
+
+        if (!(pte & (VTD_SL_R | VTD_SL_W))) {
+            pte = galloc(v->n, 4096) | VTD_SL_R | VTD_SL_W;
+            qtest_writeq(v->n->qts, addr, pte);
+        } else if (pte & VTD_SL_PS) {
+            /* split a 2 MiB identity page into 4 KiB entries */
+            uint64_t t = galloc(v->n, 4096);
+            uint64_t base = pte & ~0x1fffffULL & ((1ULL << 52) - 1);
+
+            for (int i = 0; i < 512; i++) {
+                qtest_writeq(v->n->qts, t + i * 8, (base + i * 4096ULL) |
+                             VTD_SL_R | VTD_SL_W);
+            }
+            pte = t | VTD_SL_R | VTD_SL_W;
+            qtest_writeq(v->n->qts, addr, pte);
+        }
+        table = pte & ~0xfffULL & ((1ULL << 52) - 1);
+    }
+    return table + ((iova >> (12 + 9 * level)) & 511) * 8;
+}
+
+/* Identity-map the low 1 GiB of IOVA space for refnpu (bus 0, DEVFN). */
+static Vtd vtd_setup(Npu *n)
+{
+    Vtd v = { .n = n, .root = galloc(n, 4096),
+              .root_table = galloc(n, 4096) };
+    uint64_t ctx_table = galloc(n, 4096);
+
+    for (uint64_t iova = 0; iova < VTD_IDENT_SIZE; iova += 1ULL << 21) {
+        qtest_writeq(n->qts, vtd_pte(&v, iova, 1),
+                     iova | VTD_SL_PS | VTD_SL_R | VTD_SL_W);
+    }
+    qtest_writeq(n->qts, v.root_table, ctx_table | 1);
+    /* present, TT=0 (untranslated requests), 4-level table, domain 1 */
+    qtest_writeq(n->qts, ctx_table + DEVFN * 16, v.root | 1);
+    qtest_writeq(n->qts, ctx_table + DEVFN * 16 + 8, 2 | (1 << 8));
+    return v;
+}
+
+/* Install the tables and turn translation on (no caches to flush yet). */
+static void vtd_enable(Npu *n, Vtd *v)
+{
+    qtest_writeq(n->qts, VTD_BASE + VTD_RTADDR, v->root_table);
+    qtest_writel(n->qts, VTD_BASE + VTD_GCMD, VTD_SRTP);
+    g_assert(qtest_readl(n->qts, VTD_BASE + VTD_GSTS) & VTD_SRTP);
+    qtest_writel(n->qts, VTD_BASE + VTD_GCMD, VTD_TE);
+    g_assert(qtest_readl(n->qts, VTD_BASE + VTD_GSTS) & VTD_TE);
+}
+
+static void test_iommu(void)
+{
+    Npu *n = npu_start_on("-machine q35 -device intel-iommu", NULL);
+    Buf src = buf_bytes(n, 4096, 50), dst = buf_new(n, 4096);
+    Buf unm = buf_new(n, 4096);
+    uint64_t alt = galloc(n, 4096);
+    uint64_t pt_va = ROUND_UP(n->next_va, REFNPU_HUGE_PAGE_SIZE);
+    uint64_t pt_page;
+    struct refnpu_cmd_copy cp = {
+        .hdr = HDR(REFNPU_OP_COPY, struct refnpu_cmd_copy, 0),
+        .src = { src.va, 0 }, .dst = { dst.va, 0 },
+        .rows = 1, .row_bytes = 256,
+    };
+    uint8_t data[256], got[256], zero[256] = { 0 };
+    struct refnpu_completion c;
+    Buf cb;
+    Vtd v;
+
+    /* A VA whose last-level device page table the IOMMU will not map. */
+    n->next_va = pt_va + REFNPU_HUGE_PAGE_SIZE;
+    map_page(n, CTX, pt_va, src.pa, REFNPU_PTE_READ);
+    pt_page = pt_table(n, CTX, pt_va, 0);
+    cb = cmdbuf(n, &cp, sizeof(cp));
+
+    /* IOMMU: identity, except dst -> alt, and two pages not mapped. */
+    v = vtd_setup(n);
+    qtest_writeq(n->qts, vtd_pte(&v, dst.pa, 0), alt | VTD_SL_R | VTD_SL_W);
+    qtest_writeq(n->qts, vtd_pte(&v, unm.pa, 0), 0);
+    qtest_writeq(n->qts, vtd_pte(&v, pt_page, 0), 0);
+    vtd_enable(n, &v);
+
+    /* The copy lands where the IOMMU says, not at the bus address. */
+    {
+        Job j = job_submit(n, 0, 0, &cb, sizeof(cp));
+
+        c = job_wait(n, &j);
+    }
+    g_assert_cmphex(c.status, ==, REFNPU_ERR_NONE);
+    buf_read(n, &src, data, sizeof(data));
+    qtest_memread(n->qts, alt, got, sizeof(got));
+    g_assert(memcmp(got, data, sizeof(got)) == 0);
+    buf_read(n, &dst, got, sizeof(got));
+    g_assert(memcmp(got, zero, sizeof(got)) == 0);
+
+    /* Data DMA to a page the IOMMU does not map fails the job. */
+    cp.dst.va = unm.va;
+    c = run_cmds(n, &cp, sizeof(cp));
+    g_assert_cmphex(c.status, ==, REFNPU_ERR_DMA);
+    g_assert_cmphex(c.fault_va, ==, unm.va);
+    fault_ack(n);
+
+    /* Page-table walks are translated too. */
+    cp.src.va = pt_va;
+    cp.dst.va = dst.va;
+    c = run_cmds(n, &cp, sizeof(cp));
+    g_assert_cmphex(c.status, ==, REFNPU_ERR_MMU_WALK);
+    g_assert_cmphex(c.fault_va, ==, pt_va);
+    fault_ack(n);
+    npu_stop(n);
+}
+
+/*
  * ---------------------------------------------------------------------
  * Tests: reset
  */
@@ -1795,6 +1941,7 @@ int main(int argc, char **argv)
     qtest_add_func("/refnpu/mmu/translation", test_mmu_translation);
     qtest_add_func("/refnpu/mmu/permission", test_mmu_permission);
     qtest_add_func("/refnpu/dma/unbacked", test_dma_unbacked);
+    qtest_add_func("/refnpu/dma/intel-iommu", test_iommu);
     qtest_add_func("/refnpu/reset/busy", test_reset_busy);
     qtest_add_func("/refnpu/reset/fast-gemm", test_reset_fast_gemm);
     qtest_add_func("/refnpu/hotplug/unplug-busy", test_unplug_busy);
