@@ -529,13 +529,27 @@ def run(args, work, vmlinuz, moddir, qemu):
             results.append((name, "pass" if rc == 0 else "fail", "exit status %d" % rc))
 
     # The kernel-log check looks at everything the kernel printed.
-    splats = sorted(set(m.group(0) for m in SPLAT_RE.finditer(console + "\n" + dmesg + kmemleak)))
+    full_log = console + "\n" + dmesg + "\n" + kmemleak
+    splats = sorted(set(m.group(0) for m in SPLAT_RE.finditer(full_log)))
+    splat_context = ""
+    if splats:
+        # Show the first report with its backtrace, from the most complete log.
+        src = (dmesg + "\n" + kmemleak) if SPLAT_RE.search(dmesg + kmemleak) else console
+        lines_ = src.splitlines()
+        for idx, l in enumerate(lines_):
+            if SPLAT_RE.search(l):
+                splat_context = "\n".join(lines_[max(0, idx - 2):idx + 40])
+                break
+    if args.log:
+        base = args.log[:-len(".console.log")] if args.log.endswith(".console.log") else args.log
+        with open(base + ".dmesg.txt", "w") as f:
+            f.write(dmesg + ("\n--- kmemleak ---\n" + kmemleak if kmemleak else ""))
     if args.expect_splat:
         results.append(("kernel log shows the injected splat",
                         "pass" if splats else "fail", ", ".join(splats)))
     else:
         results.append(("kernel log clean", "fail" if splats else "pass",
-                        "; ".join(splats)))
+                        "; ".join(splats) + ("\n" + splat_context if splat_context else "")))
     for mod in insmod_fail:
         results.append(("insmod %s" % mod, "fail", "module failed to load"))
     if timed_out:
@@ -552,8 +566,8 @@ def run(args, work, vmlinuz, moddir, qemu):
         if status == "fail":
             failed += 1
             print("not ok %d - %s" % (i, name))
-            if msg:
-                print("# %s" % msg)
+            for mline in msg.splitlines():
+                print("# %s" % mline)
         elif status == "skip":
             print("ok %d - %s # SKIP %s" % (i, name, msg))
         else:
