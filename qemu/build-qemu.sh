@@ -28,6 +28,10 @@
 #   REFNPU_QEMU_JOBS     ninja -j value (default 2)
 set -euo pipefail
 
+# The whole script is one compound command, so bash parses it completely
+# before running it: editing the file during a build cannot break the run.
+{
+
 want_qtest=0
 want_bench=0
 for a in "$@"; do
@@ -96,12 +100,12 @@ verify() {
 if ! verify "$tarpath"; then
 	log "fetching $tarball ($version)"
 	tmpdl=$(mktemp -d "$cache/dl/.fetch.XXXXXX")
-	# The archive currently carries only the orig tarball of this version,
-	# so apt-get fails on the missing .dsc/.debian.tar after fetching it:
-	# judge success by the verified tarball, not by apt's exit status.
+	# Only the tarball: the archive currently lacks this version's .dsc
+	# and .debian.tar, on which a plain "apt-get source" fails.  Judge
+	# success by the verified tarball, not by apt's exit status.
 	(cd "$tmpdl" && apt-get source --download-only --tar-only \
 		-t bookworm-backports "qemu=$version" >&2) ||
-		log "apt-get source reported errors (expected while the .dsc is missing)"
+		log "apt-get source reported errors; checking what it fetched"
 	if ! verify "$tmpdl/$tarball"; then
 		rm -rf "$tmpdl"
 		die "could not fetch $tarball with SHA256 $sha"
@@ -229,3 +233,5 @@ log "build finished in $(($(date +%s) - start)) s"
 if [ $want_qtest = 1 ]; then echo "$build/tests/qtest/refnpu-test"; fi
 if [ $want_bench = 1 ]; then echo "$build/tests/qtest/refnpu/refnpu-gemm-bench"; fi
 echo "$build/qemu-system-x86_64"
+exit 0
+}
