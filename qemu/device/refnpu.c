@@ -165,6 +165,7 @@ struct RefnpuState {
     uint32_t scratch;
     bool resetting;
     unsigned reset_pending;
+    int64_t clock_base;     /* QEMU_CLOCK_VIRTUAL at creation */
 
     /* Properties */
     uint32_t num_queues;
@@ -187,9 +188,13 @@ static unsigned refnpu_num_vectors(RefnpuState *s)
     return REFNPU_MSIX_NUM_VECTORS(s->num_queues);
 }
 
-static uint64_t refnpu_now(void)
+/*
+ * Device time (REFNPU_REG_TIMESTAMP, completion timestamps, watchdog):
+ * nanoseconds of QEMU's virtual clock since the device was created.
+ */
+static int64_t refnpu_now(RefnpuState *s)
 {
-    return qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL);
+    return qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL) - s->clock_base;
 }
 
 /*
@@ -299,8 +304,8 @@ static uint32_t refnpu_job_check(RefnpuJob *job)
     if (qatomic_read(&q->abort)) {
         return REFNPU_ERR_ABORTED;
     }
-    if (job->watchdog_ms &&
-        refnpu_now() - job->start_ns >= (int64_t)job->watchdog_ms * SCALE_MS) {
+    if (job->watchdog_ms && refnpu_now(q->s) - job->start_ns >=
+                            (int64_t)job->watchdog_ms * SCALE_MS) {
         return REFNPU_ERR_TIMEOUT;
     }
     return REFNPU_ERR_NONE;
@@ -590,7 +595,7 @@ static __u32 refnpu_eng_gemm_f32(void *opaque, const struct refnpu_cmd_gemm *g,
 static uint32_t refnpu_job_wait(RefnpuJob *job, uint64_t us)
 {
     RefnpuQueue *q = job->q;
-    int64_t deadline = refnpu_now() + us * SCALE_US;
+    int64_t deadline = refnpu_now(q->s) + us * SCALE_US;
     uint32_t st;
 
     qemu_mutex_lock(&q->lock);
@@ -603,7 +608,7 @@ static uint32_t refnpu_job_wait(RefnpuJob *job, uint64_t us)
             break;
         }
         if (us) {
-            int64_t left = deadline - refnpu_now();
+            int64_t left = deadline - refnpu_now(q->s);
 
             if (left <= 0) {
                 break;
@@ -618,7 +623,7 @@ static uint32_t refnpu_job_wait(RefnpuJob *job, uint64_t us)
         }
         if (job->watchdog_ms) {
             int64_t wd = job->start_ns + job->watchdog_ms * SCALE_MS -
-                         refnpu_now();
+                         refnpu_now(q->s);
             left_ms = MIN(left_ms, MAX(wd / SCALE_MS, 1));
         }
         qemu_cond_timedwait(&q->cond, &q->lock, left_ms);
@@ -710,7 +715,7 @@ static bool refnpu_run_job(RefnpuQueue *q, uint32_t idx,
 
     memset(job, 0, sizeof(*job));
     job->q = q;
-    job->start_ns = refnpu_now();
+    job->start_ns = refnpu_now(s);
     job->watchdog_ms = watchdog_ms;
     job->inj = *inj;
 
@@ -799,12 +804,19 @@ static bool refnpu_run_job(RefnpuQueue *q, uint32_t idx,
     }
 
 complete:
+    if (res.status == REFNPU_ERR_ABORTED) {
+        /*
+         * Stopped by a reset (or unplug): the job leaves no trace, no
+         * completion record and no interrupt; the reset clears the ring.
+         */
+        return true;
+    }
     comp.status = res.status;
     comp.fault_flags = res.fault_flags;
     comp.fault_va = res.fault_va;
     comp.cmd_index = res.cmd_index;
     comp.cmd_offset = res.cmd_offset;
-    comp.end_ts = refnpu_now();
+    comp.end_ts = refnpu_now(s);
 
     r = refnpu_write_completion(q, d.completion_addr, &comp);
     if (r != MEMTX_OK) {
@@ -815,7 +827,7 @@ complete:
                             REFNPU_FAULT_F_RING | REFNPU_FAULT_F_WRITE,
                             d.ctx_id, d.completion_addr, d.seq);
     }
-    if (res.status && res.status != REFNPU_ERR_ABORTED) {
+    if (res.status) {
         refnpu_record_fault(s, q->idx, res.status, res.fault_flags,
                             d.ctx_id, res.fault_va, d.seq);
     }
@@ -1115,9 +1127,9 @@ static uint32_t refnpu_read32(RefnpuState *s, hwaddr addr)
     case REFNPU_REG_TIMESTAMP_FREQ:
         return REFNPU_TIMESTAMP_FREQ_HZ;
     case REFNPU_REG_TIMESTAMP:
-        return refnpu_now();
+        return refnpu_now(s);
     case REFNPU_REG_TIMESTAMP + 4:
-        ts = refnpu_now();
+        ts = refnpu_now(s);
         return ts >> 32;
     case REFNPU_REG_STATUS:
         for (unsigned i = 0; i < s->num_queues; i++) {
@@ -1294,7 +1306,8 @@ static void refnpu_write32(RefnpuState *s, hwaddr addr, uint32_t val)
         break;
     case REFNPU_REG_IRQ_MASK:
         unmasked = s->irq_mask & ~val;
-        s->irq_mask = val & (REFNPU_IRQ_QUEUE_MASK | REFNPU_IRQ_ERROR);
+        s->irq_mask = val & (MAKE_64BIT_MASK(0, s->num_queues) |
+                             REFNPU_IRQ_ERROR);
         /* Sources pending while masked fire when unmasked. */
         if (s->irq_status & unmasked) {
             refnpu_irq_raise_locked(s, s->irq_status & unmasked, true);
@@ -1469,7 +1482,7 @@ static void refnpu_realize(PCIDevice *pdev, Error **errp)
         return;
     }
 
-    pci_config_set_interrupt_pin(pdev->config, 1);
+    s->clock_base = qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL);
     pci_set_word(pdev->config + PCI_SUBSYSTEM_VENDOR_ID,
                  REFNPU_PCI_SUBSYSTEM_VENDOR_ID);
     pci_set_word(pdev->config + PCI_SUBSYSTEM_ID, REFNPU_PCI_SUBSYSTEM_ID);

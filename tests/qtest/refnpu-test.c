@@ -1604,7 +1604,6 @@ static void test_reset_busy(void)
     Buf small = cmdbuf(n, &nop, sizeof(nop));
     size_t len;
     Buf big = long_job(n, &len);
-    struct refnpu_completion c;
     Job j, k;
 
     /* Queue reset while a job runs: it is aborted, the queue cleared. */
@@ -1616,8 +1615,9 @@ static void test_reset_busy(void)
     g_assert(!job_done(n, &j));
     qwr(n, 1, REFNPU_Q_RESET, REFNPU_Q_RESET_GO);
     g_assert(WAIT_FOR(qrd(n, 1, REFNPU_Q_STATUS) == 0));
-    c = job_wait(n, &j);
-    g_assert_cmphex(c.status, ==, REFNPU_ERR_ABORTED);
+    /* An aborted job leaves no completion record, nor does a pending one. */
+    g_usleep(50000);
+    g_assert(!job_done(n, &j));
     g_assert(!job_done(n, &k));
     g_assert_cmpuint(qrd(n, 1, REFNPU_Q_HEAD), ==, 0);
     g_assert_cmpuint(qrd(n, 1, REFNPU_Q_TAIL), ==, 0);
@@ -1639,10 +1639,10 @@ static void test_reset_busy(void)
     g_assert(!job_done(n, &j) && !job_done(n, &k));
     wr(n, REFNPU_REG_RESET, REFNPU_RESET_GO);
     g_assert(WAIT_FOR(rd(n, REFNPU_REG_STATUS) == REFNPU_STATUS_READY));
-    g_assert(WAIT_FOR(job_done(n, &j)));
-    g_assert(WAIT_FOR(job_done(n, &k)));
-    g_assert_cmphex(job_wait(n, &j).status, ==, REFNPU_ERR_ABORTED);
-    g_assert_cmphex(job_wait(n, &k).status, ==, REFNPU_ERR_ABORTED);
+    g_usleep(50000);
+    g_assert(!job_done(n, &j));
+    g_assert(!job_done(n, &k));
+    g_assert_cmphex(rd(n, REFNPU_REG_IRQ_STATUS), ==, 0);
     for (unsigned q = 0; q < NUM_QUEUES; q++) {
         g_assert_cmphex(qrd(n, q, REFNPU_Q_STATUS), ==, 0);
     }
@@ -1692,7 +1692,8 @@ static void test_reset_fast_gemm(void)
     /* Generous bound for a loaded machine; typically a few ms. */
     g_assert_cmpint(g_get_monotonic_time() - t0, <,
                     10 * REFNPU_RESET_TIMEOUT_US);
-    g_assert_cmphex(job_wait(n, &j).status, ==, REFNPU_ERR_ABORTED);
+    g_usleep(50000);
+    g_assert(!job_done(n, &j));
     npu_stop(n);
 }
 
@@ -1714,8 +1715,9 @@ static void test_unplug_busy(void)
     g_usleep(50000);
     g_assert(!job_done(n, &j) && !job_done(n, &k));
     qpci_unplug_acpi_device_test(n->qts, "npu0", 4);
-    /* QEMU is alive and the device is gone. */
-    g_assert_cmphex(qtest_readl(n->qts, j.comp), ==, REFNPU_ERR_ABORTED);
+    /* QEMU is alive, the device is gone and left no completion. */
+    g_assert(!job_done(n, &j));
+    g_assert(!job_done(n, &k));
     npu_stop(n);
 }
 
@@ -1756,8 +1758,8 @@ static void test_inject_hang(void)
     /* Only a reset ends it. */
     qwr(n, 0, REFNPU_Q_RESET, REFNPU_Q_RESET_GO);
     g_assert(WAIT_FOR(qrd(n, 0, REFNPU_Q_STATUS) == 0));
-    c = job_wait(n, &j);
-    g_assert_cmphex(c.status, ==, REFNPU_ERR_ABORTED);
+    g_usleep(50000);
+    g_assert(!job_done(n, &j));
     g_assert(!job_done(n, &k));
 
     /* With the watchdog armed, a hang times out instead. */
