@@ -30,4 +30,4 @@ chmod +x "$wrap/qemu-system-x86_64"
 
 export QTEST_QEMU_BINARY=$wrap/qemu-system-x86_64
 export OPENBLAS_NUM_THREADS=1
-"$bench" "$@" 2> >(grep -v '^# starting QEMU' >&2)
+"$bench" "$@" | grep -v '^# starting QEMU'
