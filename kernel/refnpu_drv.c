@@ -254,8 +254,10 @@ struct refnpu_device *refnpu_device_create(struct device *parent,
 	rdev->hw = hw;
 	ratelimit_state_init(&rdev->fault_rs, 5 * HZ, 10);
 	INIT_LIST_HEAD(&rdev->ctx_list);
+	INIT_LIST_HEAD(&rdev->bo_list);
 
 	if (drmm_mutex_init(&rdev->drm, &rdev->ctx_lock) ||
+	    drmm_mutex_init(&rdev->drm, &rdev->bo_lock) ||
 	    drmm_mutex_init(&rdev->drm, &rdev->reset_lock))
 		return ERR_PTR(-ENOMEM);
 
@@ -301,7 +303,9 @@ int refnpu_device_init(struct refnpu_device *rdev)
 	return 0;
 
 err_mmu:
+	rdev->hw_ops->fini(rdev);
 	refnpu_mmu_fini(rdev);
+	return ret;
 err_hw:
 	rdev->hw_ops->fini(rdev);
 	return ret;
@@ -330,15 +334,19 @@ int refnpu_device_register(struct refnpu_device *rdev)
  * refnpu_device_fini() - shut the hardware down
  * @rdev: device, unplugged or never registered
  *
- * Fails the jobs the hardware will never complete, then lets the backend
- * stop the device. Everything the core allocated goes with the DRM device.
+ * Fails the jobs the hardware will never complete, lets the backend stop
+ * the device, then releases every DMA mapping and coherent allocation the
+ * core made for it (page tables, context table, BO mappings), so none
+ * outlives the binding. The rest goes with the DRM device, after the last
+ * file closed.
  */
 void refnpu_device_fini(struct refnpu_device *rdev)
 {
 	refnpu_job_cancel_all(rdev);
 	refnpu_job_fini(rdev);
-	refnpu_mmu_fini(rdev);
 	rdev->hw_ops->fini(rdev);
+	refnpu_mmu_fini(rdev);
+	refnpu_gem_unplug(rdev);
 }
 
 /**

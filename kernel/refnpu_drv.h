@@ -150,8 +150,10 @@ struct refnpu_queue {
  * @ctx_table: context table in bus memory (struct refnpu_ctx_entry array)
  * @ctx_table_dma: bus address of @ctx_table
  * @ctx_ids: allocator of context ids
- * @ctx_lock: protects @ctx_list
- * @ctx_list: live contexts, for debugfs
+ * @ctx_lock: protects @ctx_list and the context table
+ * @ctx_list: live contexts
+ * @bo_lock: protects @bo_list
+ * @bo_list: every BO of the device
  * @reset_lock: serialises queue and device resets
  * @device_resets: number of device resets
  * @mmu_faults: number of device MMU faults reported
@@ -168,8 +170,10 @@ struct refnpu_device {
 	struct refnpu_ctx_entry *ctx_table;
 	dma_addr_t ctx_table_dma;
 	struct ida ctx_ids;
-	struct mutex ctx_lock; /* protects ctx_list */
+	struct mutex ctx_lock; /* protects ctx_list and ctx_table */
 	struct list_head ctx_list;
+	struct mutex bo_lock; /* protects bo_list */
+	struct list_head bo_list;
 	struct mutex reset_lock; /* serialises resets */
 	atomic64_t device_resets;
 	atomic64_t mmu_faults;

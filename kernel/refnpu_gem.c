@@ -40,6 +40,7 @@ static const struct drm_gem_object_funcs refnpu_gem_funcs;
 struct drm_gem_object *refnpu_gem_create_object(struct drm_device *drm,
 						size_t size)
 {
+	struct refnpu_device *rdev = to_refnpu(drm);
 	struct refnpu_bo *bo;
 
 	bo = kzalloc(sizeof(*bo), GFP_KERNEL);
@@ -52,17 +53,59 @@ struct drm_gem_object *refnpu_gem_create_object(struct drm_device *drm,
 	bo->base.pages_mark_dirty_on_put = true;
 	bo->base.base.funcs = &refnpu_gem_funcs;
 
+	mutex_lock(&rdev->bo_lock);
+	list_add_tail(&bo->link, &rdev->bo_list);
+	mutex_unlock(&rdev->bo_lock);
+
 	return &bo->base.base;
 }
 
 static void refnpu_gem_free(struct drm_gem_object *obj)
 {
+	struct refnpu_device *rdev = to_refnpu(obj->dev);
 	struct refnpu_bo *bo = to_refnpu_bo(obj);
+
+	mutex_lock(&rdev->bo_lock);
+	list_del(&bo->link);
+	mutex_unlock(&rdev->bo_lock);
 
 	drm_WARN_ON(obj->dev, !list_empty(&bo->mappings));
 	dma_fence_put(bo->last_fence);
 	mutex_destroy(&bo->lock);
 	drm_gem_shmem_free(&bo->base);
+}
+
+/**
+ * refnpu_gem_unplug() - release every BO's DMA mapping of a removed device
+ * @rdev: device, unplugged and quiesced
+ *
+ * BOs of files still open outlive the device, but their DMA mappings must
+ * not outlive the driver's binding to it (with an IOMMU, the translations
+ * would dangle). The pages stay: user space can still read them through
+ * its CPU mappings until it closes the file. Imported BOs are mapped by
+ * their exporter's attachment and are released with the BO.
+ */
+void refnpu_gem_unplug(struct refnpu_device *rdev)
+{
+	struct refnpu_bo *bo;
+
+	mutex_lock(&rdev->bo_lock);
+	list_for_each_entry(bo, &rdev->bo_list, link) {
+		struct drm_gem_shmem_object *shmem = &bo->base;
+
+		if (drm_gem_is_imported(&shmem->base))
+			continue;
+		dma_resv_lock(shmem->base.resv, NULL);
+		if (shmem->sgt) {
+			dma_unmap_sgtable(rdev->drm.dev, shmem->sgt,
+					  DMA_BIDIRECTIONAL, 0);
+			sg_free_table(shmem->sgt);
+			kfree(shmem->sgt);
+			shmem->sgt = NULL;
+		}
+		dma_resv_unlock(shmem->base.resv);
+	}
+	mutex_unlock(&rdev->bo_lock);
 }
 
 static struct refnpu_mapping *refnpu_mapping_find(struct refnpu_bo *bo,

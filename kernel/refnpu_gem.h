@@ -17,6 +17,7 @@ struct dma_fence;
 struct drm_device;
 struct drm_file;
 struct refnpu_ctx;
+struct refnpu_device;
 
 /**
  * struct refnpu_bo - a refnpu buffer object
@@ -26,6 +27,7 @@ struct refnpu_ctx;
  * @mappings: &struct refnpu_mapping of every context the BO is mapped in
  * @last_fence: finished fence of the last job that listed the BO;
  *	protected by the BO's dma_resv lock
+ * @link: entry in &refnpu_device.bo_list
  */
 struct refnpu_bo {
 	struct drm_gem_shmem_object base;
@@ -33,6 +35,7 @@ struct refnpu_bo {
 	struct mutex lock; /* protects mappings */
 	struct list_head mappings;
 	struct dma_fence *last_fence;
+	struct list_head link;
 };
 
 /**
@@ -65,6 +68,7 @@ struct drm_gem_object *refnpu_gem_create_object(struct drm_device *drm,
 struct refnpu_mapping *refnpu_mapping_get(struct refnpu_bo *bo,
 					  struct refnpu_ctx *ctx);
 void refnpu_mapping_put(struct refnpu_mapping *map);
+void refnpu_gem_unplug(struct refnpu_device *rdev);
 
 int refnpu_bo_create_ioctl(struct drm_device *drm, void *data,
 			   struct drm_file *file);

@@ -364,10 +364,16 @@ u64 refnpu_pgtable_lookup(struct refnpu_pgtable *pgt, u64 va,
 	}
 }
 
+/* Write a context-table entry; the table is gone after unplug. */
 static void refnpu_ctx_entry_set(struct refnpu_device *rdev, u32 id,
 				 dma_addr_t root)
 {
-	struct refnpu_ctx_entry *e = &rdev->ctx_table[id];
+	struct refnpu_ctx_entry *e;
+
+	lockdep_assert_held(&rdev->ctx_lock);
+	if (!rdev->ctx_table)
+		return;
+	e = &rdev->ctx_table[id];
 
 	if (root) {
 		WRITE_ONCE(e->pt_root, cpu_to_le64(root));
@@ -396,12 +402,17 @@ static void refnpu_mmu_tlb_invalidate(struct refnpu_device *rdev, u32 id)
 
 static void refnpu_mmu_release(struct drm_device *drm, void *arg)
 {
-	struct refnpu_device *rdev = to_refnpu(drm);
+	ida_destroy(&to_refnpu(drm)->ctx_ids);
+}
 
-	dma_free_coherent(drm->dev,
+static void refnpu_mmu_free_ctx_table(struct refnpu_device *rdev)
+{
+	if (!rdev->ctx_table)
+		return;
+	dma_free_coherent(rdev->drm.dev,
 			  REFNPU_NUM_CONTEXTS * sizeof(struct refnpu_ctx_entry),
 			  rdev->ctx_table, rdev->ctx_table_dma);
-	ida_destroy(&rdev->ctx_ids);
+	rdev->ctx_table = NULL;
 }
 
 /**
@@ -413,6 +424,7 @@ static void refnpu_mmu_release(struct drm_device *drm, void *arg)
 int refnpu_mmu_init(struct refnpu_device *rdev)
 {
 	struct drm_device *drm = &rdev->drm;
+	int ret;
 
 	BUILD_BUG_ON(sizeof(struct refnpu_ctx_entry) != REFNPU_CTX_ENTRY_SIZE);
 
@@ -423,6 +435,10 @@ int refnpu_mmu_init(struct refnpu_device *rdev)
 	}
 
 	ida_init(&rdev->ctx_ids);
+	ret = drmm_add_action_or_reset(drm, refnpu_mmu_release, NULL);
+	if (ret)
+		return ret;
+
 	rdev->ctx_table = dma_alloc_coherent(drm->dev,
 					     REFNPU_NUM_CONTEXTS *
 					     sizeof(struct refnpu_ctx_entry),
@@ -432,7 +448,7 @@ int refnpu_mmu_init(struct refnpu_device *rdev)
 
 	refnpu_mmu_restore(rdev);
 
-	return drmm_add_action_or_reset(drm, refnpu_mmu_release, NULL);
+	return 0;
 }
 
 /**
@@ -446,14 +462,27 @@ void refnpu_mmu_restore(struct refnpu_device *rdev)
 }
 
 /**
- * refnpu_mmu_fini() - stop the device from using the context table
- * @rdev: device
+ * refnpu_mmu_fini() - release the device's bus memory of every context
+ * @rdev: device, unplugged and quiesced by the backend
  *
- * Nothing to do: the backend's fini resets the device and the table is
- * freed with the DRM device.
+ * Contexts of files still open outlive the device. What they mapped for
+ * the device goes now, while the device is still bound, so that no DMA
+ * mapping or coherent allocation outlives the driver's binding: the page
+ * tables of every context and the context table. The contexts' address
+ * allocators stay until their files close.
  */
 void refnpu_mmu_fini(struct refnpu_device *rdev)
 {
+	struct refnpu_ctx *ctx;
+
+	mutex_lock(&rdev->ctx_lock);
+	list_for_each_entry(ctx, &rdev->ctx_list, link) {
+		mutex_lock(&ctx->vm_lock);
+		refnpu_pgtable_fini(&ctx->pgt);
+		mutex_unlock(&ctx->vm_lock);
+	}
+	refnpu_mmu_free_ctx_table(rdev);
+	mutex_unlock(&rdev->ctx_lock);
 }
 
 /**
@@ -495,9 +524,8 @@ struct refnpu_ctx *refnpu_ctx_create(struct refnpu_device *rdev)
 	}
 	ctx->id = ret;
 
-	refnpu_ctx_entry_set(rdev, ctx->id, ctx->pgt.root->dma);
-
 	mutex_lock(&rdev->ctx_lock);
+	refnpu_ctx_entry_set(rdev, ctx->id, ctx->pgt.root->dma);
 	list_add_tail(&ctx->link, &rdev->ctx_list);
 	mutex_unlock(&rdev->ctx_lock);
 
@@ -533,12 +561,11 @@ static void refnpu_ctx_release(struct kref *kref)
 	struct refnpu_ctx *ctx = container_of(kref, struct refnpu_ctx, refcount);
 	struct refnpu_device *rdev = ctx->rdev;
 
+	/* No job and no mapping is left: stop walks, then free the tree. */
 	mutex_lock(&rdev->ctx_lock);
 	list_del(&ctx->link);
-	mutex_unlock(&rdev->ctx_lock);
-
-	/* No job and no mapping is left: stop walks, then free the tree. */
 	refnpu_ctx_entry_set(rdev, ctx->id, 0);
+	mutex_unlock(&rdev->ctx_lock);
 	refnpu_mmu_tlb_invalidate(rdev, ctx->id);
 	ida_free(&rdev->ctx_ids, ctx->id);
 
@@ -587,6 +614,10 @@ int refnpu_mmu_map(struct refnpu_ctx *ctx, struct refnpu_mapping *map,
 	int ret;
 
 	mutex_lock(&ctx->vm_lock);
+	if (!ctx->pgt.root) {
+		ret = -ENODEV;
+		goto out;
+	}
 	ret = drm_mm_insert_node_generic(&ctx->mm, &map->node,
 					 size + REFNPU_VA_GUARD, align, 0,
 					 DRM_MM_INSERT_BEST);
@@ -618,10 +649,13 @@ void refnpu_mmu_unmap(struct refnpu_ctx *ctx, struct refnpu_mapping *map)
 	LIST_HEAD(freelist);
 
 	mutex_lock(&ctx->vm_lock);
-	refnpu_pgtable_unmap(&ctx->pgt, map->va, map->bo->base.base.size,
-			     &freelist);
-	refnpu_mmu_tlb_invalidate(ctx->rdev, ctx->id);
-	refnpu_pgtable_free_tables(&ctx->pgt, &freelist);
+	/* After unplug the tables are gone already. */
+	if (ctx->pgt.root) {
+		refnpu_pgtable_unmap(&ctx->pgt, map->va,
+				     map->bo->base.base.size, &freelist);
+		refnpu_mmu_tlb_invalidate(ctx->rdev, ctx->id);
+		refnpu_pgtable_free_tables(&ctx->pgt, &freelist);
+	}
 	drm_mm_remove_node(&map->node);
 	mutex_unlock(&ctx->vm_lock);
 

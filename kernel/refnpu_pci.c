@@ -135,6 +135,8 @@ static int refnpu_pci_probe(struct pci_dev *pdev, const struct pci_device_id *id
 	ret = dma_set_mask_and_coherent(&pdev->dev, DMA_BIT_MASK(64));
 	if (ret)
 		return ret;
+	/* The device MMU maps segments of any length. */
+	dma_set_max_seg_size(&pdev->dev, UINT_MAX);
 
 	rpci = devm_kzalloc(&pdev->dev, sizeof(*rpci), GFP_KERNEL);
 	if (!rpci)

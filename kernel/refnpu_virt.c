@@ -1118,6 +1118,7 @@ static int refnpu_virt_probe(struct platform_device *pdev)
 	ret = dma_coerce_mask_and_coherent(&pdev->dev, DMA_BIT_MASK(64));
 	if (ret)
 		return ret;
+	dma_set_max_seg_size(&pdev->dev, UINT_MAX);
 
 	v = devm_kzalloc(&pdev->dev, sizeof(*v), GFP_KERNEL);
 	if (!v)

@@ -1868,17 +1868,26 @@ TEST_F(Uapi, FdinfoReportsEngineTimeAndMemory)
 
 /* ---- hot-unplug (last: removes the device) ----------------------------- */
 
+/*
+ * REFNPU_UAPI_UNPLUG=1 unbinds the driver from the device itself;
+ * REFNPU_UAPI_UNPLUG=external keeps jobs in flight until the device
+ * disappears by other means (QEMU device_del, sysfs remove), for up to
+ * two minutes, after printing "refnpu-uapi: ready for unplug".
+ */
 TEST_F(Uapi, ZzHotUnplugWithJobsInFlight)
 {
-	const char *want = std::getenv("REFNPU_UAPI_UNPLUG");
-	if (!want || std::string(want) != "1")
-		GTEST_SKIP() << "set REFNPU_UAPI_UNPLUG=1 to remove the device";
+	const char *env = std::getenv("REFNPU_UAPI_UNPLUG");
+	std::string want = env ? env : "";
+	if (want != "1" && want != "external")
+		GTEST_SKIP() << "set REFNPU_UAPI_UNPLUG=1 or external to remove the device";
 	if (!can_inject())
 		GTEST_SKIP() << "needs delay injection to keep jobs in flight";
+	bool external = want == "external";
 	std::string name = sysfs_name(node_path());
 	fs::path devpath = fs::canonical(fs::path("/sys/class/accel") /
 					 fs::path(node_path()).filename() / "device");
 	fs::path unbind = devpath / "driver" / "unbind";
+	std::string inject_path = debugfs_dir() + "/inject";
 	ASSERT_FALSE(name.empty());
 
 	Bo dst, cmd;
@@ -1887,19 +1896,35 @@ TEST_F(Uapi, ZzHotUnplugWithJobsInFlight)
 	ASSERT_EQ(dst.create(fd, 1 << 20), 0);
 	cb.fill(dst.va, 1 << 20, 1);
 	upload(cmd, cb);
-	inject(0, REFNPU_DBG_INJECT_DELAY, 0, 500000);
-	for (int i = 0; i < 6; i++) {
+
+	/* Submit until the device is gone (external) or 6 jobs (unbind). */
+	if (external)
+		fprintf(stderr, "refnpu-uapi: ready for unplug\n");
+	int64_t deadline = now_ns() + 120 * int64_t(1000000000);
+	for (int i = 0; external ? now_ns() < deadline : i < 6; i++) {
 		uint32_t so;
 		int sf = -1;
 
-		ASSERT_EQ(drmSyncobjCreate(fd, 0, &so), 0);
-		ASSERT_EQ(Submit(cmd, cb.data.size(), 0).write(dst).signal(so).run(fd), 0);
+		if (i % 4 == 0) /* fails once the device (and debugfs) is gone */
+			write_file(inject_path, "0 4 0 200000 0\n");
+		int ret = drmSyncobjCreate(fd, 0, &so) ? -errno : 0;
+		if (ret == -ENODEV && external)
+			break;
+		ASSERT_EQ(ret, 0) << i;
+		ret = Submit(cmd, cb.data.size(), 0).write(dst).signal(so).run(fd);
+		if (ret == -ENODEV && external)
+			break;
+		ASSERT_EQ(ret, 0);
 		ASSERT_EQ(drmSyncobjExportSyncFile(fd, so, &sf), 0);
 		fences.push_back(sf);
+		if (external)
+			std::this_thread::sleep_for(std::chrono::milliseconds(20));
 	}
 
 	/* Remove the device under the running and queued jobs. */
-	ASSERT_TRUE(write_file(unbind.string(), name));
+	if (!external) {
+		ASSERT_TRUE(write_file(unbind.string(), name));
+	}
 
 	/* Every ioctl now fails; the fences exported before still signal. */
 	drm_refnpu_get_param p = {};
