@@ -5,9 +5,11 @@
  * Jobs and contexts: DRM_IOCTL_REFNPU_SUBMIT with a timeline syncobj per
  * context as the completion handle.
  */
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <mutex>
+#include <vector>
 
 #include <drm/refnpu_accel.h>
 
@@ -34,6 +36,58 @@ struct ContextImpl {
 	std::mutex lock;
 	uint64_t last_point = 0;
 	Fence last;
+	/*
+	 * Fence states whose binary syncobj receives each job's own fence (its
+	 * error status), reused once no Fence refers to them any more. Only
+	 * this ring hands out references, under lock, so use_count() == 1
+	 * there means free: other threads can drop references, never add one.
+	 */
+	std::vector<std::shared_ptr<FenceState>> ring;
+	size_t ring_next = 0;
+
+	Result<std::shared_ptr<FenceState>> fence_state();
+};
+
+/* A free FenceState of the ring, or a new one. Called under lock. */
+Result<std::shared_ptr<FenceState>> ContextImpl::fence_state()
+{
+	size_t n = ring.size();
+	for (size_t i = 0; i < std::min<size_t>(n, 4); i++) {
+		auto &st = ring[(ring_next + i) % n];
+		if (st.use_count() == 1) {
+			ring_next = (ring_next + i + 1) % n;
+			return st;
+		}
+	}
+	auto s = Syncobj::create(dev.impl(), false);
+	if (!s)
+		return std::move(s).error();
+	auto st = std::make_shared<FenceState>();
+	st->status = std::move(*s);
+	st->sync = timeline ? timeline : st->status;
+	ring.push_back(st);
+	return st;
+}
+
+/* A small array on the stack, on the heap beyond N elements. */
+template <typename T, size_t N>
+class SmallVec
+{
+public:
+	explicit SmallVec(size_t n) : n_(n)
+	{
+		if (n > N)
+			heap_.resize(n);
+	}
+	T *data() { return n_ > N ? heap_.data() : inline_; }
+	T &operator[](size_t i) { return data()[i]; }
+	size_t size() const { return n_; }
+	void resize_down(size_t n) { n_ = std::min(n_, n); }
+
+private:
+	size_t n_;
+	T inline_[N];
+	std::vector<T> heap_;
 };
 
 namespace {
@@ -172,19 +226,18 @@ Result<Fence> Context::submit(const Job &job)
 		return Error(Errc::invalid_argument,
 			     "submit: the job's command buffer belongs to another device");
 
-	std::vector<drm_refnpu_bo_ref> bos;
-	bos.reserve(job.uses().size());
-	for (const auto &u : job.uses())
-		bos.push_back({u.handle, u.access});
+	detail::SmallVec<drm_refnpu_bo_ref, 16> bos(job.uses().size());
+	for (size_t i = 0; i < job.uses().size(); i++)
+		bos[i] = {job.uses()[i].handle, job.uses()[i].access};
 
 	/* Fences of other devices travel as sync_files. */
 	std::vector<Fence> imported;
-	std::vector<drm_refnpu_sync> in;
-	in.reserve(job.dependencies().size());
+	detail::SmallVec<drm_refnpu_sync, 8> in(job.dependencies().size());
+	size_t n_in = 0;
 	for (const auto &f : job.dependencies()) {
 		if (!f.is_valid())
 			continue;
-		if (f.syncobj()->dev != dimpl) {
+		if (f.state()->sync->dev != dimpl) {
 			auto sf = f.export_sync_file();
 			if (!sf)
 				return std::move(sf).error().context("submit: foreign in-fence");
@@ -192,11 +245,12 @@ Result<Fence> Context::submit(const Job &job)
 			if (!nf)
 				return std::move(nf).error().context("submit: foreign in-fence");
 			imported.push_back(*nf);
-			in.push_back({nf->syncobj_handle(), 0, 0});
+			in[n_in++] = {nf->syncobj_handle(), 0, 0};
 		} else {
-			in.push_back({f.syncobj_handle(), 0, f.point()});
+			in[n_in++] = {f.syncobj_handle(), 0, f.point()};
 		}
 	}
+	in.resize_down(n_in);
 
 	struct drm_refnpu_submit s = {};
 	s.queue = impl_->opts.queue;
@@ -213,19 +267,20 @@ Result<Fence> Context::submit(const Job &job)
 	s.in_sync_stride = sizeof(drm_refnpu_sync);
 	/*
 	 * Out-fences: the context's timeline point, plus a binary syncobj that
-	 * holds the job's own fence, through which its error is visible.
+	 * holds the job's own fence, through which its error is visible (a
+	 * timeline point only holds a dma_fence_chain, which drops errors).
 	 */
-	auto status = detail::Syncobj::from_pool(dimpl);
-	if (!status)
-		return std::move(status).error();
 	drm_refnpu_sync out[2] = {};
-	out[0].handle = (*status)->handle;
 	s.out_syncs = reinterpret_cast<uintptr_t>(out);
 	s.out_sync_count = impl_->timeline ? 2 : 1;
 	s.out_sync_stride = sizeof(drm_refnpu_sync);
 
 	/* Points must reach the timeline in order: submit under the lock. */
 	std::lock_guard<std::mutex> lk(impl_->lock);
+	auto st = impl_->fence_state();
+	if (!st)
+		return std::move(st).error();
+	out[0].handle = (*st)->status->handle;
 	if (impl_->timeline) {
 		out[1].handle = impl_->timeline->handle;
 		out[1].point = impl_->last_point + 1;
@@ -258,13 +313,10 @@ Result<Fence> Context::submit(const Job &job)
 			return detail::ioctl_error(err, "DRM_IOCTL_REFNPU_SUBMIT");
 		}
 	}
-	Fence f;
 	if (impl_->timeline)
-		f = Fence(impl_->timeline, ++impl_->last_point, std::move(*status));
-	else
-		f = Fence(*status, 0, *status);
-	impl_->last = f;
-	return f;
+		(*st)->point = ++impl_->last_point;
+	impl_->last = Fence(*st);
+	return Fence(std::move(*st));
 }
 
 Result<Fence> Context::submit(const CommandEncoder &enc)

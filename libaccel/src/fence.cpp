@@ -22,13 +22,6 @@ namespace detail {
 
 Syncobj::~Syncobj()
 {
-	if (pooled) {
-		std::lock_guard<std::mutex> lk(dev->pool_lock);
-		if (dev->syncobj_pool.size() < 256) {
-			dev->syncobj_pool.push_back(handle);
-			return;
-		}
-	}
 	struct drm_syncobj_destroy arg = {};
 	arg.handle = handle;
 	ioctl_retry(dev->fd.get(), DRM_IOCTL_SYNCOBJ_DESTROY, &arg);
@@ -47,29 +40,6 @@ Result<std::shared_ptr<Syncobj>> Syncobj::create(const std::shared_ptr<DeviceImp
 	if (err)
 		return ioctl_error(err, "DRM_IOCTL_SYNCOBJ_CREATE");
 	return std::make_shared<Syncobj>(dev, arg.handle, timeline);
-}
-
-Result<std::shared_ptr<Syncobj>> Syncobj::from_pool(const std::shared_ptr<DeviceImpl> &dev)
-{
-	uint32_t h = 0;
-	{
-		std::lock_guard<std::mutex> lk(dev->pool_lock);
-		if (!dev->syncobj_pool.empty()) {
-			h = dev->syncobj_pool.back();
-			dev->syncobj_pool.pop_back();
-		}
-	}
-	std::shared_ptr<Syncobj> s;
-	if (h) {
-		s = std::make_shared<Syncobj>(dev, h, false);
-	} else {
-		auto r = create(dev, false);
-		if (!r)
-			return r;
-		s = std::move(*r);
-	}
-	s->pooled = true;
-	return s;
 }
 
 namespace {
@@ -112,18 +82,24 @@ Result<UniqueFd> export_point(const Syncobj &sync, uint64_t point)
 
 uint32_t Fence::syncobj_handle() const noexcept
 {
-	return sync_ ? sync_->handle : 0;
+	return s_ ? s_->sync->handle : 0;
+}
+
+uint64_t Fence::point() const noexcept
+{
+	return s_ ? s_->point : 0;
 }
 
 Result<void> Fence::wait(std::chrono::steady_clock::time_point deadline) const
 {
-	if (!sync_)
+	if (!s_)
 		return {};
-	int fd = sync_->dev->fd.get();
-	uint32_t handle = sync_->handle;
-	uint64_t point = point_;
+	const detail::Syncobj &sync = *s_->sync;
+	int fd = sync.dev->fd.get();
+	uint32_t handle = sync.handle;
+	uint64_t point = s_->point;
 	int err;
-	if (sync_->timeline) {
+	if (sync.timeline) {
 		struct drm_syncobj_timeline_wait w = {};
 		w.handles = reinterpret_cast<uintptr_t>(&handle);
 		w.points = reinterpret_cast<uintptr_t>(&point);
@@ -161,15 +137,11 @@ Result<bool> Fence::is_signaled() const
 
 Result<void> Fence::status() const
 {
-	if (!sync_)
+	if (!s_)
 		return {};
-	/*
-	 * The error of a failed job is carried by the job's own fence, which
-	 * the binary status syncobj holds; a timeline point only has a
-	 * dma_fence_chain around it, and chains do not carry errors.
-	 */
-	auto fd =
-		status_ ? detail::export_point(*status_, 0) : detail::export_point(*sync_, point_);
+	/* The job's own fence carries its error (see detail::FenceState). */
+	auto fd = s_->status ? detail::export_point(*s_->status, 0)
+			     : detail::export_point(*s_->sync, s_->point);
 	if (!fd)
 		return std::move(fd).error();
 	struct sync_file_info info = {};
@@ -184,11 +156,11 @@ Result<void> Fence::status() const
 
 Result<UniqueFd> Fence::export_sync_file() const
 {
-	if (!sync_)
+	if (!s_)
 		return Error(Errc::invalid_argument, "export_sync_file() of an empty Fence");
-	if (status_)
-		return detail::export_point(*status_, 0);
-	return detail::export_point(*sync_, point_);
+	if (s_->status)
+		return detail::export_point(*s_->status, 0);
+	return detail::export_point(*s_->sync, s_->point);
 }
 
 Result<Fence> Fence::import_sync_file(const Device &dev, int fd)
@@ -211,7 +183,9 @@ Result<Fence> Fence::import_sync_file(const Device &dev, int fd)
 			     err);
 	if (err)
 		return detail::ioctl_error(err, "DRM_IOCTL_SYNCOBJ_FD_TO_HANDLE(sync_file)");
-	return Fence(std::move(*s), 0);
+	auto st = std::make_shared<detail::FenceState>();
+	st->sync = std::move(*s);
+	return Fence(std::move(st));
 }
 
 } // namespace accel

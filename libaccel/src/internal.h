@@ -37,10 +37,6 @@ struct DeviceImpl {
 	uint64_t num_queues = 0;
 	uint64_t ops = 0;
 
-	/* Binary syncobjs kept for reuse as per-job status objects. */
-	std::mutex pool_lock;
-	std::vector<uint32_t> syncobj_pool;
-
 	/* GEM handle -> number of Buffer objects referring to it. */
 	std::mutex bo_lock;
 	std::unordered_map<uint32_t, unsigned> bo_refs;
@@ -55,8 +51,6 @@ struct Syncobj {
 	std::shared_ptr<DeviceImpl> dev;
 	uint32_t handle = 0;
 	bool timeline = false;
-	/* Returned to the device's pool instead of destroyed. */
-	bool pooled = false;
 
 	Syncobj(std::shared_ptr<DeviceImpl> d, uint32_t h, bool tl)
 		: dev(std::move(d)), handle(h), timeline(tl)
@@ -68,8 +62,18 @@ struct Syncobj {
 
 	static Result<std::shared_ptr<Syncobj>> create(const std::shared_ptr<DeviceImpl> &dev,
 						       bool timeline);
-	/* A binary syncobj from the device's pool (created when it is empty). */
-	static Result<std::shared_ptr<Syncobj>> from_pool(const std::shared_ptr<DeviceImpl> &dev);
+};
+
+/*
+ * What a Fence refers to: a point of a syncobj (point 0: binary), and for
+ * jobs a binary syncobj holding the job's own fence, which carries its
+ * error (a timeline point only holds a dma_fence_chain, and chains drop
+ * the error of the fence they contain).
+ */
+struct FenceState {
+	std::shared_ptr<Syncobj> sync;
+	uint64_t point = 0;
+	std::shared_ptr<Syncobj> status;
 };
 
 /* An Error for a failed ioctl: classified errno, "what: strerror". */

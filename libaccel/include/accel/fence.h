@@ -20,7 +20,7 @@
 namespace accel {
 
 namespace detail {
-struct Syncobj;
+struct FenceState;
 }
 
 /**
@@ -40,7 +40,7 @@ public:
 	Fence() = default;
 
 	/** \brief True when this fence refers to a sync object. */
-	bool is_valid() const noexcept { return sync_ != nullptr; }
+	bool is_valid() const noexcept { return s_ != nullptr; }
 
 	/**
 	 * \brief Wait until the fence signals or \a deadline passes.
@@ -78,22 +78,17 @@ public:
 	/** \brief The DRM syncobj handle on the device's file. */
 	uint32_t syncobj_handle() const noexcept;
 	/** \brief The timeline point (0 for a binary syncobj). */
-	uint64_t point() const noexcept { return point_; }
+	uint64_t point() const noexcept;
 
 	/** \cond INTERNAL */
-	Fence(std::shared_ptr<detail::Syncobj> sync, uint64_t point,
-	      std::shared_ptr<detail::Syncobj> status = {}) noexcept
-		: sync_(std::move(sync)), point_(point), status_(std::move(status))
-	{
-	}
-	const std::shared_ptr<detail::Syncobj> &syncobj() const noexcept { return sync_; }
+	explicit Fence(std::shared_ptr<detail::FenceState> state) noexcept
+		: s_(std::move(state)) { }
+	const std::shared_ptr<detail::FenceState> &state() const noexcept { return s_; }
 	/** \endcond */
 
 private:
-	std::shared_ptr<detail::Syncobj> sync_;
-	uint64_t point_ = 0;
-	/* Binary syncobj holding the job's own fence, for its error status. */
-	std::shared_ptr<detail::Syncobj> status_;
+	/* One reference per copy: copies stay cheap on the submission path. */
+	std::shared_ptr<detail::FenceState> s_;
 };
 
 } // namespace accel
