@@ -238,33 +238,6 @@ irqreturn_t refnpu_hwif_error_irq(struct refnpu_hwif *hw)
 	return handled ? IRQ_HANDLED : IRQ_NONE;
 }
 
-/**
- * refnpu_hwif_irq() - the single interrupt of a device without MSI-X
- * @hw: backend
- *
- * Dispatches on REFNPU_REG_IRQ_STATUS.
- *
- * Return: IRQ_HANDLED when a source was pending, else IRQ_NONE.
- */
-irqreturn_t refnpu_hwif_irq(struct refnpu_hwif *hw)
-{
-	irqreturn_t ret = IRQ_NONE;
-	unsigned int q;
-	u32 status;
-
-	if (!READ_ONCE(hw->ready))
-		return IRQ_NONE;
-
-	status = hwif_read(hw, REFNPU_REG_IRQ_STATUS);
-	for (q = 0; q < hw->num_queues; q++)
-		if (status & REFNPU_IRQ_QUEUE(q))
-			ret |= refnpu_hwif_queue_irq(hw, q);
-	if (status & REFNPU_IRQ_ERROR)
-		ret |= refnpu_hwif_error_irq(hw);
-
-	return ret;
-}
-
 static int hwif_device_reset(struct refnpu_hwif *hw)
 {
 	u32 status;

@@ -77,6 +77,5 @@ extern const struct refnpu_hw_ops refnpu_hwif_ops;
 
 irqreturn_t refnpu_hwif_queue_irq(struct refnpu_hwif *hw, unsigned int queue);
 irqreturn_t refnpu_hwif_error_irq(struct refnpu_hwif *hw);
-irqreturn_t refnpu_hwif_irq(struct refnpu_hwif *hw);
 
 #endif /* __REFNPU_HWIF_H__ */

@@ -3,9 +3,9 @@
  * Copyright (C) 2025 The refnpu authors
  *
  * PCI bus glue: BAR0 registers and MSI-X interrupts (vector 0 for errors,
- * vector 1 + q for queue q), handed to the register-level backend.
- * When fewer vectors are available, a single MSI or INTx vector serves
- * every source through the interrupt status register.
+ * vector 1 + q for queue q), handed to the register-level backend. The
+ * device has no INTx pin and sends queue q's completions to vector 1 + q
+ * only, so every vector is required.
  */
 
 #include <linux/module.h>
@@ -21,14 +21,12 @@
  * @pdev: the PCI function
  * @regs: BAR0
  * @nvec: interrupt vectors allocated
- * @per_queue: one vector per source (MSI-X), else one shared vector
  */
 struct refnpu_pci {
 	struct refnpu_hwif hw;
 	struct pci_dev *pdev;
 	void __iomem *regs;
 	unsigned int nvec;
-	bool per_queue;
 };
 
 /**
@@ -76,8 +74,6 @@ static irqreturn_t refnpu_pci_irq(int irq, void *arg)
 	struct refnpu_pci_vec *vec = arg;
 	struct refnpu_hwif *hw = &vec->rpci->hw;
 
-	if (!vec->rpci->per_queue)
-		return refnpu_hwif_irq(hw);
 	if (vec->source == REFNPU_MSIX_VEC_ERROR)
 		return refnpu_hwif_error_irq(hw);
 
@@ -96,12 +92,11 @@ static int refnpu_pci_setup_irqs(struct refnpu_pci *rpci)
 	want = REFNPU_MSIX_NUM_VECTORS(nq);
 
 	ret = pci_alloc_irq_vectors(pdev, want, want, PCI_IRQ_MSIX);
-	if (ret < 0)
-		ret = pci_alloc_irq_vectors(pdev, 1, 1, PCI_IRQ_ALL_TYPES);
-	if (ret < 0)
+	if (ret < 0) {
+		dev_err(&pdev->dev, "%u MSI-X vectors needed: %d\n", want, ret);
 		return ret;
+	}
 	rpci->nvec = ret;
-	rpci->per_queue = ret == want && pdev->msix_enabled;
 
 	for (i = 0; i < rpci->nvec; i++) {
 		struct refnpu_pci_vec *vec;
@@ -112,9 +107,8 @@ static int refnpu_pci_setup_irqs(struct refnpu_pci *rpci)
 		vec->rpci = rpci;
 		vec->source = i;
 		ret = devm_request_irq(&pdev->dev, pci_irq_vector(pdev, i),
-				       refnpu_pci_irq,
-				       rpci->per_queue ? 0 : IRQF_SHARED,
-				       dev_name(&pdev->dev), vec);
+				       refnpu_pci_irq, 0, dev_name(&pdev->dev),
+				       vec);
 		if (ret)
 			return ret;
 	}

@@ -146,6 +146,7 @@ struct refnpu_virt_queue {
  * @reset_pending: queues that still have to reset
  * @caps: REFNPU_REG_CAPS
  * @num_queues: REFNPU_REG_NUM_QUEUES
+ * @clock_base: ktime_get_ns() when the device was created
  * @wq: runs the queue workers
  * @irq_pending: vectors to notify from @irq_work
  * @irq_work: delivers the interrupts in hard interrupt context
@@ -168,6 +169,7 @@ struct refnpu_virt {
 	unsigned int reset_pending;
 	u32 caps;
 	u32 num_queues;
+	u64 clock_base;
 	struct workqueue_struct *wq;
 	unsigned long irq_pending;
 	struct irq_work irq_work;
@@ -181,9 +183,10 @@ static inline struct refnpu_virt *to_virt(struct refnpu_hwif *hw)
 	return container_of(hw, struct refnpu_virt, hw);
 }
 
-static u64 virt_now(void)
+/* Device time: nanoseconds since the device was created. */
+static u64 virt_now(struct refnpu_virt *v)
 {
-	return ktime_get_ns();
+	return ktime_get_ns() - v->clock_base;
 }
 
 /* ------------------------------------------------------------------------
@@ -303,7 +306,8 @@ static u32 virt_job_check(struct refnpu_virt_job *job)
 	if (READ_ONCE(job->q->abort))
 		return REFNPU_ERR_ABORTED;
 	if (job->watchdog_ms &&
-	    virt_now() - job->start_ns >= (u64)job->watchdog_ms * NSEC_PER_MSEC)
+	    virt_now(job->q->v) - job->start_ns >=
+	    (u64)job->watchdog_ms * NSEC_PER_MSEC)
 		return REFNPU_ERR_TIMEOUT;
 	return REFNPU_ERR_NONE;
 }
@@ -410,10 +414,10 @@ static __u32 virt_eng_checkpoint(void *opaque)
 static u32 virt_job_wait(struct refnpu_virt_job *job, u64 us)
 {
 	struct refnpu_virt_queue *q = job->q;
-	u64 deadline = virt_now() + us * NSEC_PER_USEC;
+	u64 deadline = virt_now(q->v) + us * NSEC_PER_USEC;
 
 	for (;;) {
-		u64 now = virt_now(), left_ns = 100 * NSEC_PER_MSEC;
+		u64 now = virt_now(q->v), left_ns = 100 * NSEC_PER_MSEC;
 		u32 st = virt_job_check(job);
 
 		if (st || READ_ONCE(q->stop))
@@ -518,7 +522,7 @@ static bool virt_run_job(struct refnpu_virt_queue *q, u32 idx,
 	struct refnpu_virt *v = q->v;
 	struct refnpu_virt_job job = {
 		.q = q,
-		.start_ns = virt_now(),
+		.start_ns = virt_now(v),
 		.watchdog_ms = watchdog_ms,
 		.inj = *inj,
 	};
@@ -585,6 +589,13 @@ static bool virt_run_job(struct refnpu_virt_queue *q, u32 idx,
 	}
 
 complete:
+	/*
+	 * Stopped by a reset: the job leaves no trace, no completion record
+	 * and no interrupt; the reset clears the ring.
+	 */
+	if (res.status == REFNPU_ERR_ABORTED)
+		return true;
+
 	comp.status = (__force u32)cpu_to_le32(res.status);
 	comp.fault_flags = (__force u32)cpu_to_le32(res.fault_flags);
 	comp.seq = (__force u64)cpu_to_le64(d.seq);
@@ -592,14 +603,14 @@ complete:
 	comp.cmd_index = (__force u32)cpu_to_le32(res.cmd_index);
 	comp.cmd_offset = (__force u32)cpu_to_le32(res.cmd_offset);
 	comp.start_ts = (__force u64)cpu_to_le64(job.start_ns);
-	comp.end_ts = (__force u64)cpu_to_le64(virt_now());
+	comp.end_ts = (__force u64)cpu_to_le64(virt_now(v));
 	comp.ctx_id = (__force u32)cpu_to_le32(d.ctx_id);
 
 	if (virt_write_completion(v, d.completion_addr, &comp))
 		virt_record_fault(v, q->idx, REFNPU_ERR_DMA,
 				  REFNPU_FAULT_F_RING | REFNPU_FAULT_F_WRITE,
 				  d.ctx_id, d.completion_addr, d.seq);
-	if (res.status && res.status != REFNPU_ERR_ABORTED)
+	if (res.status)
 		virt_record_fault(v, q->idx, res.status, res.fault_flags,
 				  d.ctx_id, res.fault_va, d.seq);
 
@@ -864,9 +875,9 @@ static u32 virt_read32(struct refnpu_hwif *hw, u32 addr)
 	case REFNPU_REG_TIMESTAMP_FREQ:
 		return REFNPU_TIMESTAMP_FREQ_HZ;
 	case REFNPU_REG_TIMESTAMP:
-		return lower_32_bits(virt_now());
+		return lower_32_bits(virt_now(v));
 	case REFNPU_REG_TIMESTAMP + 4:
-		ts = virt_now();
+		ts = virt_now(v);
 		return upper_32_bits(ts);
 	case REFNPU_REG_TLB_INVALIDATE:
 		/* No TLB: translations are walked on every access. */
@@ -1044,7 +1055,8 @@ static void virt_write32(struct refnpu_hwif *hw, u32 addr, u32 val)
 		break;
 	case REFNPU_REG_IRQ_MASK:
 		unmasked = v->irq_mask & ~val;
-		v->irq_mask = val & (REFNPU_IRQ_QUEUE_MASK | REFNPU_IRQ_ERROR);
+		v->irq_mask = val & (REFNPU_GENMASK(v->num_queues - 1, 0) |
+				     REFNPU_IRQ_ERROR);
 		/* Sources pending while masked fire when unmasked. */
 		if (v->irq_status & unmasked)
 			virt_irq_raise_locked(v, v->irq_status & unmasked, true);
@@ -1128,6 +1140,7 @@ static int refnpu_virt_probe(struct platform_device *pdev)
 	v->hw.bus = &refnpu_virt_bus;
 	spin_lock_init(&v->lock);
 	init_irq_work(&v->irq_work, virt_irq_work);
+	v->clock_base = ktime_get_ns();
 	v->num_queues = clamp_t(u32, virt_queues, REFNPU_MIN_QUEUES,
 				REFNPU_MAX_QUEUES);
 	v->caps = REFNPU_CAPS_BASE;
