@@ -144,8 +144,8 @@ struct refnpu_mapping *refnpu_mapping_get(struct refnpu_bo *bo,
 	return map;
 }
 
+/* Called by kref_put_mutex() with the BO's lock held; drops it. */
 static void refnpu_mapping_release(struct kref *kref)
-	__releases(&bo->lock)
 {
 	struct refnpu_mapping *map =
 		container_of(kref, struct refnpu_mapping, refcount);

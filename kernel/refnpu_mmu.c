@@ -376,9 +376,10 @@ static void refnpu_ctx_entry_set(struct refnpu_device *rdev, u32 id,
 	e = &rdev->ctx_table[id];
 
 	if (root) {
-		WRITE_ONCE(e->pt_root, cpu_to_le64(root));
+		WRITE_ONCE(e->pt_root, (__force u64)cpu_to_le64(root));
 		dma_wmb();
-		WRITE_ONCE(e->flags, cpu_to_le32(REFNPU_CTX_F_VALID));
+		WRITE_ONCE(e->flags,
+			   (__force u32)cpu_to_le32(REFNPU_CTX_F_VALID));
 	} else {
 		WRITE_ONCE(e->flags, 0);
 		dma_wmb();
