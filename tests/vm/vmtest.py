@@ -138,9 +138,14 @@ class Initramfs:
         """Add an executable or library and every shared library it needs."""
         self.add_file(src, dest)
         for lib in ldd(src):
-            dst = os.path.join(self.root, lib.lstrip("/"))
-            if not os.path.exists(dst):
-                self.add_file(os.path.realpath(lib), lib)
+            # Each library goes to the path the host's loader found it at
+            # (the ELF interpreter must be there) and to /lib, which the
+            # guest searches: a build-tree library found through an
+            # $ORIGIN rpath on the host would not be found in the guest.
+            for where in (lib, "/lib/" + os.path.basename(lib)):
+                dst = os.path.join(self.root, where.lstrip("/"))
+                if not os.path.exists(dst):
+                    self.add_file(os.path.realpath(lib), where)
 
     def pack(self, out):
         with open(out, "wb") as f:
