@@ -115,7 +115,7 @@
 #define REFNPU_Q_DBG_INJECT		0x40	/* RW32, one-shot bits */
 #define REFNPU_Q_DBG_ERROR		0x44	/* RW32, error code */
 #define REFNPU_Q_DBG_DELAY_US		0x48	/* RW32 */
-#define REFNPU_Q_DBG_FAULT_VA		0x50	/* RW64 */
+#define REFNPU_Q_DBG_FAULT_VA		0x50	/* RW64, VA or bus address */
 
 #define REFNPU_REG_QUEUE(q, off)	(REFNPU_QUEUE_BLOCK(q) + (off))
 
@@ -223,7 +223,11 @@
 #define REFNPU_DBG_INJECT_DELAY		REFNPU_BIT(2)
 #define REFNPU_DBG_INJECT_DROP_IRQ	REFNPU_BIT(3)
 #define REFNPU_DBG_INJECT_MMU_FAULT	REFNPU_BIT(4)
-#define REFNPU_DBG_INJECT_ALL		REFNPU_GENMASK(4, 0)
+#define REFNPU_DBG_INJECT_STRAY_DMA	REFNPU_BIT(5)	/* bus write, no MMU */
+#define REFNPU_DBG_INJECT_ALL		REFNPU_GENMASK(5, 0)
+/* REFNPU_DBG_INJECT_STRAY_DMA writes this many bytes of this value */
+#define REFNPU_DBG_STRAY_DMA_BYTES	64
+#define REFNPU_DBG_STRAY_DMA_PATTERN	0xa5
 
 /* ------------------------------------------------------------------------
  * Error codes: job completion status, fault record code, queue error.

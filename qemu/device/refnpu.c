@@ -675,6 +675,28 @@ static void refnpu_queue_halt(RefnpuQueue *q, uint32_t code, uint32_t flags,
                         ctx, addr, seq);
 }
 
+/*
+ * Injected stray DMA: write a burst straight to bus address @addr, with no
+ * device MMU translation, as a device with a broken DMA engine would.  A
+ * system IOMMU in front of the device is what is supposed to stop it.
+ */
+static uint32_t refnpu_stray_dma(RefnpuQueue *q, uint64_t addr)
+{
+    uint8_t burst[REFNPU_DBG_STRAY_DMA_BYTES];
+    MemTxResult r;
+
+    memset(burst, REFNPU_DBG_STRAY_DMA_PATTERN, sizeof(burst));
+    r = pci_dma_rw(PCI_DEVICE(q->s), addr, burst, sizeof(burst),
+                   DMA_DIRECTION_FROM_DEVICE, refnpu_attrs);
+    if (r != MEMTX_OK) {
+        qemu_log_mask(LOG_GUEST_ERROR,
+                      "refnpu: injected stray DMA write at 0x%" PRIx64
+                      " rejected (%d)\n", addr, r);
+        return REFNPU_ERR_DMA;
+    }
+    return REFNPU_ERR_NONE;
+}
+
 static bool refnpu_ring_valid(RefnpuQueue *q)
 {
     return is_power_of_2(q->ring_size) &&
@@ -783,6 +805,14 @@ static bool refnpu_run_job(RefnpuQueue *q, uint32_t idx,
     }
     job->pt_root = ce.pt_root;
 
+    if (inj->bits & REFNPU_DBG_INJECT_STRAY_DMA) {
+        res.status = refnpu_stray_dma(q, inj->fault_va);
+        if (res.status) {
+            res.fault_flags = REFNPU_FAULT_F_RING | REFNPU_FAULT_F_WRITE;
+            res.fault_va = inj->fault_va;
+            goto complete;
+        }
+    }
     if (inj->bits & REFNPU_DBG_INJECT_HANG) {
         res.status = refnpu_job_wait(job, 0);
         goto complete;

@@ -1918,6 +1918,93 @@ static void test_inject_mmu_fault(void)
     npu_stop(n);
 }
 
+/*
+ * Stray DMA: the device writes to a bus address without its MMU.  Without
+ * an IOMMU the burst lands and the job runs; behind an intel-iommu that
+ * does not map the address it is blocked, the job fails with a DMA error
+ * and memory is untouched.
+ */
+static void stray_dma_check(Npu *n, uint64_t target, bool blocked)
+{
+    Buf src = buf_bytes(n, 4096, 60), dst = buf_new(n, 4096);
+    struct refnpu_cmd_copy cp = {
+        .hdr = HDR(REFNPU_OP_COPY, struct refnpu_cmd_copy, 0),
+        .src = { src.va, 0 }, .dst = { dst.va, 0 },
+        .rows = 1, .row_bytes = 4096,
+    };
+    uint8_t before[256], after[256], burst[REFNPU_DBG_STRAY_DMA_BYTES];
+    uint8_t data[4096], got[4096];
+    struct refnpu_completion c;
+    const uint64_t off = 64;
+
+    for (unsigned i = 0; i < sizeof(before); i++) {
+        before[i] = i ^ 0x3c;
+    }
+    qtest_memwrite(n->qts, target, before, sizeof(before));
+    memset(burst, REFNPU_DBG_STRAY_DMA_PATTERN, sizeof(burst));
+
+    wrq(n, REFNPU_REG_QUEUE(0, REFNPU_Q_DBG_FAULT_VA), target + off);
+    qwr(n, 0, REFNPU_Q_DBG_INJECT, REFNPU_DBG_INJECT_STRAY_DMA);
+    c = run_cmds(n, &cp, sizeof(cp));
+    qtest_memread(n->qts, target, after, sizeof(after));
+    buf_read(n, &src, data, sizeof(data));
+    buf_read(n, &dst, got, sizeof(got));
+
+    if (blocked) {
+        g_assert_cmphex(c.status, ==, REFNPU_ERR_DMA);
+        g_assert_cmphex(c.fault_flags, ==,
+                        REFNPU_FAULT_F_RING | REFNPU_FAULT_F_WRITE);
+        g_assert_cmphex(c.fault_va, ==, target + off);
+        g_assert(memcmp(after, before, sizeof(after)) == 0);
+        /* The commands did not run. */
+        g_assert(memcmp(got, data, sizeof(got)) != 0);
+        g_assert(WAIT_FOR(rd(n, REFNPU_REG_FAULT_STATUS) &
+                          REFNPU_FAULT_STATUS_VALID));
+        g_assert_cmphex(rdq(n, REFNPU_REG_FAULT_ADDR), ==, target + off);
+        g_assert_cmphex((rd(n, REFNPU_REG_FAULT_STATUS) &
+                         REFNPU_FAULT_STATUS_CODE_MASK) >>
+                        REFNPU_FAULT_STATUS_CODE_SHIFT, ==, REFNPU_ERR_DMA);
+        fault_ack(n);
+    } else {
+        g_assert_cmphex(c.status, ==, REFNPU_ERR_NONE);
+        g_assert(memcmp(after, before, off) == 0);
+        g_assert(memcmp(after + off, burst, sizeof(burst)) == 0);
+        g_assert(memcmp(after + off + sizeof(burst),
+                        before + off + sizeof(burst),
+                        sizeof(after) - off - sizeof(burst)) == 0);
+        g_assert(memcmp(got, data, sizeof(got)) == 0);
+    }
+
+    /* One-shot: the next job neither writes stray data nor fails. */
+    qtest_memwrite(n->qts, target, before, sizeof(before));
+    c = run_cmds(n, &cp, sizeof(cp));
+    g_assert_cmphex(c.status, ==, REFNPU_ERR_NONE);
+    qtest_memread(n->qts, target, after, sizeof(after));
+    g_assert(memcmp(after, before, sizeof(after)) == 0);
+}
+
+static void test_inject_stray_dma(void)
+{
+    Npu *n = npu_start("fault-inject=on");
+
+    stray_dma_check(n, galloc(n, 4096), false);
+    npu_stop(n);
+}
+
+static void test_inject_stray_dma_iommu(void)
+{
+    Npu *n = npu_start_on("-machine q35 -device intel-iommu",
+                          "fault-inject=on");
+    uint64_t target = galloc(n, 4096);
+    Vtd v = vtd_setup(n);
+
+    /* Everything else stays identity-mapped, so the job itself works. */
+    qtest_writeq(n->qts, vtd_pte(&v, target, 0), 0);
+    vtd_enable(n, &v);
+    stray_dma_check(n, target, true);
+    npu_stop(n);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -1952,6 +2039,9 @@ int main(int argc, char **argv)
     qtest_add_func("/refnpu/inject/delay", test_inject_delay);
     qtest_add_func("/refnpu/inject/irq", test_inject_irq);
     qtest_add_func("/refnpu/inject/mmu-fault", test_inject_mmu_fault);
+    qtest_add_func("/refnpu/inject/stray-dma", test_inject_stray_dma);
+    qtest_add_func("/refnpu/inject/stray-dma-iommu",
+                   test_inject_stray_dma_iommu);
 
     return g_test_run();
 }
