@@ -155,12 +155,17 @@ int run_model(const Options &o, const std::string &spec)
 {
 	accel::Result<ModelSpec> m =
 		spec.rfind("builtin:", 0) == 0 ? builtin_model(spec.substr(8)) : load_model(spec);
-	if (!m)
-		return report(tool, m.error());
+	/* A model that cannot be read, parsed or built is a usage error. */
+	if (!m) {
+		report(tool, m.error());
+		return exit_usage;
+	}
 	uint64_t seed = o.seed_set ? o.seed : m->seed;
 	auto b = build_model(*m, seed);
-	if (!b)
-		return report(tool, b.error());
+	if (!b) {
+		report(tool, b.error());
+		return exit_usage;
+	}
 	const accel::Graph &g = b->graph;
 
 	Json out = Json::object();

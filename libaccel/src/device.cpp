@@ -6,6 +6,7 @@
  * wrapper, parameters and buffer-handle bookkeeping.
  */
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -66,6 +67,31 @@ namespace {
 
 std::mutex registry_lock;
 std::map<dev_t, std::weak_ptr<DeviceImpl>> registry;
+
+/*
+ * A forked child inherits the parent's open files, and with them the
+ * parent's contexts and GEM handles. Devices opened in the child after
+ * fork() get files of their own: the child forgets the registry (Device
+ * objects it inherited keep working on the inherited files). The lock is
+ * held across fork() so the child never sees it taken.
+ */
+void fork_prepare()
+{
+	registry_lock.lock();
+}
+
+void fork_parent()
+{
+	registry_lock.unlock();
+}
+
+void fork_child()
+{
+	registry_lock.unlock();
+	registry.clear();
+}
+
+[[maybe_unused]] const int fork_handlers = pthread_atfork(fork_prepare, fork_parent, fork_child);
 
 } // namespace
 
@@ -255,20 +281,20 @@ Result<Device> Device::open(std::string_view spec)
 		return open(idx);
 	if (spec.rfind("accel", 0) == 0)
 		return detail::open_node("/dev/accel/" + std::string(spec));
-	if (spec.find(':') != std::string_view::npos) {
-		auto devs = enumerate_devices();
-		if (!devs)
-			return std::move(devs).error();
+	/* A bus address: "0000:00:04.0", its short form "00:04.0", "refnpu-virt.0". */
+	auto devs = enumerate_devices();
+	if (devs) {
 		for (const auto &d : *devs) {
 			const std::string &a = d.bus_address;
 			if (a == spec || (a.size() > spec.size() && a.ends_with(spec) &&
 					  a[a.size() - spec.size() - 1] == ':'))
 				return open(d);
 		}
+	}
+	if (spec.find(':') != std::string_view::npos)
 		return Error(Errc::no_device, "no accel device at bus address " +
 						      std::string(spec) +
 						      " ('accel-smi list' shows the addresses)");
-	}
 	return Error(Errc::invalid_argument,
 		     "device '" + std::string(spec) +
 			     "' is neither an index, a node path, accelN nor a PCI address");

@@ -40,7 +40,10 @@ struct DeviceInfo {
 	std::string name;
 	/** Device node, e.g. "/dev/accel/accel0". */
 	std::string node;
-	/** Name of the bound kernel driver ("refnpu", "ivpu", ...), empty if none. */
+	/**
+	 * Kernel driver bound to the parent (bus) device ("refnpu" for PCI,
+	 * "refnpu-virt" for its virtual devices, "ivpu", ...), empty if none.
+	 */
 	std::string driver;
 	/** Bus of the parent device ("pci", "platform", ...). */
 	std::string bus;
