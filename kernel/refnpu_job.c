@@ -479,6 +479,17 @@ static enum drm_gpu_sched_stat refnpu_job_timedout(struct drm_sched_job *sched_j
 		atomic64_inc(&q->stats.lost_irqs);
 		refnpu_warn(rdev, "queue %u: job %llu completed without interrupt\n",
 			    q->id, job->seq);
+		/*
+		 * drm_sched_job_timedout() took the job off the pending list;
+		 * only drm_sched_stop() puts it back (and, as it completed,
+		 * has it freed). Nothing is reset: the other jobs keep running
+		 * and their hardware fences are attached again.
+		 */
+		mutex_lock(&rdev->reset_lock);
+		drm_sched_stop(&q->sched, sched_job);
+		refnpu_queue_reattach(q);
+		drm_sched_start(&q->sched);
+		mutex_unlock(&rdev->reset_lock);
 		return DRM_GPU_SCHED_STAT_NOMINAL;
 	}
 

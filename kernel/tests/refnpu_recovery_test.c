@@ -211,14 +211,6 @@ static void recovery_lost_interrupt(struct kunit *test)
 	struct rec_fixture *f = test->priv;
 	struct refnpu_queue *q = &f->rdev->queues[0];
 
-	/*
-	 * Known bug: refnpu_job_timedout() returns for a completed job
-	 * without putting it back on the scheduler's pending list, from
-	 * which drm_sched_job_timedout() took it, so the job, its context and
-	 * the device leak (kmemleak). Drop this skip with the fix.
-	 */
-	kunit_skip(test, "lost-interrupt recovery leaks the job (refnpu_job_timedout)");
-
 	/* The job completes, but its interrupt never arrives. */
 	rec_inject(test, REFNPU_DBG_INJECT_DROP_IRQ, 0, 0, 0);
 	KUNIT_EXPECT_EQ(test, rec_nop(test, f->filp, f->cmd), 0);
