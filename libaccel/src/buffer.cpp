@@ -90,6 +90,9 @@ Result<Mapping> Buffer::map() const
 {
 	if (!handle_)
 		return Error(Errc::invalid_argument, "map() of an empty Buffer");
+	if (is_user_memory())
+		return Error(Errc::invalid_argument,
+			     "map() of a buffer made from process memory: use that memory");
 	uint64_t offset = mmap_offset_;
 	if (!offset) {
 		struct drm_refnpu_bo_info info = {};
@@ -118,6 +121,9 @@ Result<UniqueFd> Buffer::export_dmabuf() const
 {
 	if (!handle_)
 		return Error(Errc::invalid_argument, "export_dmabuf() of an empty Buffer");
+	if (is_user_memory())
+		return Error(Errc::unsupported,
+			     "buffers made from process memory cannot be exported as dma-bufs");
 	int out = -1;
 	if (drmPrimeHandleToFD(dev_.fd(), handle_, DRM_CLOEXEC | DRM_RDWR, &out)) {
 		int err = errno;

@@ -32,6 +32,9 @@ static_assert(buffer_device_read_only == DRM_REFNPU_BO_DEVICE_RO);
 static_assert(cap_timeline_syncobj == DRM_REFNPU_CAP_TIMELINE_SYNCOBJ);
 static_assert(cap_prime == DRM_REFNPU_CAP_PRIME);
 static_assert(cap_virtual == DRM_REFNPU_CAP_VIRTUAL);
+#ifdef DRM_REFNPU_CAP_USERPTR
+static_assert(cap_userptr == DRM_REFNPU_CAP_USERPTR);
+#endif
 
 int ioctl_retry(int fd, unsigned long request, void *arg) noexcept
 {
@@ -447,6 +450,69 @@ Result<Buffer> Device::import_dmabuf(int dmabuf_fd) const
 		return detail::ioctl_error(err, "import_dmabuf: DRM_IOCTL_REFNPU_BO_INFO");
 	}
 	return Buffer(*this, handle, info.size, info.va, info.mmap_offset, info.flags);
+}
+
+Result<Buffer> Device::import_user_memory(void *ptr, uint64_t size, uint32_t flags) const
+{
+	if (auto r = require_refnpu(); !r)
+		return std::move(r).error();
+#ifdef DRM_IOCTL_REFNPU_BO_USERPTR
+	if (!(impl_->caps & DRM_REFNPU_CAP_USERPTR))
+		return Error(Errc::unsupported,
+			     "refnpu " + std::to_string(version().major) + "." +
+				     std::to_string(version().minor) +
+				     " cannot make buffers from process memory (no "
+				     "DRM_REFNPU_CAP_USERPTR): update refnpu.ko");
+	uint64_t page = uint64_t(sysconf(_SC_PAGESIZE));
+	auto addr = reinterpret_cast<uintptr_t>(ptr);
+	if (!ptr || !size || addr % page || size % page)
+		return Error(Errc::invalid_argument,
+			     "import_user_memory: address and size must be non-zero multiples "
+			     "of the page size (" +
+				     std::to_string(page) + " bytes)");
+	if (flags & ~uint32_t(DRM_REFNPU_BO_DEVICE_RO))
+		return Error(Errc::invalid_argument,
+			     "import_user_memory: only buffer_device_read_only is allowed");
+	struct drm_refnpu_bo_userptr arg = {};
+	arg.user_ptr = addr;
+	arg.size = size;
+	arg.flags = flags;
+	int err = ioctl_retry(fd(), DRM_IOCTL_REFNPU_BO_USERPTR, &arg);
+	switch (err) {
+	case 0:
+		break;
+	case ENOMEM:
+		return Error(Errc::resource_limit,
+			     "pinning " + std::to_string(size) +
+				     " bytes failed: over RLIMIT_MEMLOCK (ulimit -l; or grant "
+				     "CAP_IPC_LOCK) or out of memory",
+			     err);
+	case EFAULT:
+		return Error(Errc::invalid_argument,
+			     "import_user_memory: part of the range is not mapped or cannot be "
+			     "pinned (I/O or PFN mappings)",
+			     err);
+	default:
+		return detail::ioctl_error(err, "DRM_IOCTL_REFNPU_BO_USERPTR");
+	}
+	{
+		std::lock_guard<std::mutex> lk(impl_->bo_lock);
+		++impl_->bo_refs[arg.handle];
+	}
+	struct drm_refnpu_bo_info info = {};
+	info.handle = arg.handle;
+	if (int e = ioctl_retry(fd(), DRM_IOCTL_REFNPU_BO_INFO, &info)) {
+		impl_->put_handle(arg.handle);
+		return detail::ioctl_error(e, "DRM_IOCTL_REFNPU_BO_INFO");
+	}
+	return Buffer(*this, arg.handle, size, arg.va, 0, info.flags | Buffer::user_memory_flag);
+#else
+	(void)ptr;
+	(void)size;
+	(void)flags;
+	return Error(Errc::unsupported,
+		     "this libaccel was built without DRM_IOCTL_REFNPU_BO_USERPTR");
+#endif
 }
 
 std::size_t Device::handle_count() const

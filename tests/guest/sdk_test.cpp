@@ -575,6 +575,81 @@ TEST_F(Sdk, BuffersHaveDistinctGuardedAddresses)
 		<< "a guard gap separates buffers";
 }
 
+TEST_F(Sdk, UserMemoryIsSharedWithTheDevice)
+{
+	if (!dev.has_capability(cap_userptr))
+		GTEST_SKIP() << "the driver has no user-memory buffers";
+	const size_t page = size_t(sysconf(_SC_PAGESIZE)), size = 16 * page;
+	void *mem = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(mem, MAP_FAILED);
+	std::memset(mem, 0, size);
+	size_t before = dev.handle_count();
+	{
+		auto b = dev.import_user_memory(mem, size);
+		ASSERT_TRUE(b) << b.error().what();
+		EXPECT_TRUE(b->is_user_memory());
+		EXPECT_EQ(b->size(), size);
+		EXPECT_EQ(b->map().code(), Errc::invalid_argument);
+		EXPECT_EQ(b->export_dmabuf().code(), Errc::unsupported);
+		CommandEncoder e;
+		ASSERT_TRUE(e.fill(tensor2d(b->memory(), DType::int32, 4, 1024), 0xabcd));
+		ASSERT_TRUE(run(e));
+		EXPECT_EQ(static_cast<uint32_t *>(mem)[0], 0xabcdu);
+		EXPECT_EQ(static_cast<uint32_t *>(mem)[4 * 1024 - 1], 0xabcdu);
+		EXPECT_EQ(static_cast<uint32_t *>(mem)[4 * 1024], 0u);
+	}
+	EXPECT_EQ(dev.handle_count(), before);
+	/* Read-only pages make a device-read-only buffer. */
+	ASSERT_EQ(mprotect(mem, size, PROT_READ), 0);
+	auto ro = dev.import_user_memory(mem, size);
+	ASSERT_TRUE(ro) << ro.error().what();
+	EXPECT_EQ(ro->flags() & buffer_device_read_only, uint32_t(buffer_device_read_only));
+	CommandEncoder w;
+	ASSERT_TRUE(w.fill(tensor2d(ro->memory(), DType::int32, 1, 16), 1));
+	EXPECT_EQ(run(w).code(), Errc::job_failed);
+	*ro = Buffer();
+	EXPECT_EQ(dev.import_user_memory(static_cast<char *>(mem) + 8, page).code(),
+		  Errc::invalid_argument);
+	munmap(mem, size);
+}
+
+TEST_F(Sdk, ErrorResourceLimitOfLockedMemory)
+{
+	if (!dev.has_capability(cap_userptr))
+		GTEST_SKIP() << "the driver has no user-memory buffers";
+	bool ok = in_child([] {
+		/* Without CAP_IPC_LOCK, pinned pages count against RLIMIT_MEMLOCK. */
+		struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+		struct __user_cap_data_struct c[2] = {};
+		if (syscall(SYS_capget, &h, c))
+			return false;
+		c[0].effective &= ~(1u << CAP_IPC_LOCK);
+		c[0].permitted &= ~(1u << CAP_IPC_LOCK);
+		if (syscall(SYS_capset, &h, c))
+			return false;
+		struct rlimit lim = {64 * 1024, 64 * 1024};
+		if (setrlimit(RLIMIT_MEMLOCK, &lim))
+			return false;
+		auto d = Device::open(std::string_view(node()));
+		if (!d)
+			return false;
+		const size_t size = 4 << 20;
+		void *mem = mmap(nullptr, size, PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+		if (mem == MAP_FAILED)
+			return false;
+		auto b = d->import_user_memory(mem, size);
+		if (b) {
+			std::fprintf(stderr, "pinning 4 MiB under a 64 KiB limit succeeded\n");
+			return false;
+		}
+		std::fprintf(stderr, "%s\n", b.error().what().c_str());
+		return b.code() == Errc::resource_limit &&
+		       b.error().message().find("ulimit -l") != std::string::npos;
+	});
+	EXPECT_TRUE(ok);
+}
+
 /* ---------------------------------------------------------- dma-buf */
 
 class SdkCloseOrder : public Sdk, public ::testing::WithParamInterface<int>

@@ -117,7 +117,9 @@ public:
 	/** \brief Device virtual address. */
 	uint64_t va() const noexcept { return va_; }
 	/** \brief BufferFlag bits the buffer was created with. */
-	uint32_t flags() const noexcept { return flags_; }
+	uint32_t flags() const noexcept { return flags_ & ~user_memory_flag; }
+	/** \brief True for a buffer made with Device::import_user_memory(). */
+	bool is_user_memory() const noexcept { return flags_ & user_memory_flag; }
 	/** \brief The whole buffer as a Memory range for the command encoder. */
 	Memory memory() const noexcept { return {handle_, va_, size_}; }
 
@@ -135,6 +137,7 @@ public:
 	Result<bool> is_idle() const;
 
 	/** \cond INTERNAL */
+	static constexpr uint32_t user_memory_flag = 1u << 31;
 	Buffer(Device dev, uint32_t handle, uint64_t size, uint64_t va, uint64_t mmap_offset,
 	       uint32_t flags) noexcept
 		: dev_(std::move(dev)), handle_(handle), size_(size), va_(va),

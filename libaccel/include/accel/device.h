@@ -127,6 +127,8 @@ enum Capability : uint64_t {
 	cap_prime = 0x2,
 	/** The device is the driver's in-kernel emulation. */
 	cap_virtual = 0x4,
+	/** Buffers can be made from process memory (Device::import_user_memory()). */
+	cap_userptr = 0x8,
 };
 
 /**
@@ -208,6 +210,23 @@ public:
 	 * by the caller.
 	 */
 	Result<Buffer> import_dmabuf(int dmabuf_fd) const;
+
+	/**
+	 * \brief Make process memory a buffer of this device, without copying.
+	 *
+	 * The pages of [\a ptr, \a ptr + \a size) are pinned and mapped into
+	 * the device address space until the Buffer (and the last job using
+	 * it) is gone; keep the range mapped meanwhile. Pinned memory counts
+	 * against RLIMIT_MEMLOCK unless the process has CAP_IPC_LOCK. The
+	 * buffer has no mmap() (use \a ptr) and cannot be exported.
+	 *
+	 * \param ptr page-aligned start
+	 * \param size bytes, a multiple of the page size
+	 * \param flags 0 or buffer_device_read_only (implied for read-only pages)
+	 * \return Errc::resource_limit above the memlock limit;
+	 *         Errc::unsupported when the driver lacks cap_userptr
+	 */
+	Result<Buffer> import_user_memory(void *ptr, uint64_t size, uint32_t flags = 0) const;
 
 	/** \brief Number of GEM handles this process holds on the device (for leak checks). */
 	std::size_t handle_count() const;
