@@ -25,6 +25,7 @@
 #include "refnpu_hw_ops.h"
 #include "refnpu_job.h"
 #include "refnpu_mmu.h"
+#include "refnpu_userptr.h"
 
 unsigned int refnpu_debug_mask;
 module_param_named(debug_mask, refnpu_debug_mask, uint, 0644);
@@ -128,7 +129,7 @@ static int refnpu_get_param_ioctl(struct drm_device *drm, void *data,
 		break;
 	case DRM_REFNPU_PARAM_CAPABILITIES:
 		args->value = DRM_REFNPU_CAP_TIMELINE_SYNCOBJ |
-			      DRM_REFNPU_CAP_PRIME |
+			      DRM_REFNPU_CAP_PRIME | DRM_REFNPU_CAP_USERPTR |
 			      (info->is_virtual ? DRM_REFNPU_CAP_VIRTUAL : 0);
 		break;
 	case DRM_REFNPU_PARAM_HW_CAPS:
@@ -201,6 +202,7 @@ static const struct drm_ioctl_desc refnpu_ioctls[] = {
 	DRM_IOCTL_DEF_DRV(REFNPU_BO_INFO, refnpu_bo_info_ioctl, 0),
 	DRM_IOCTL_DEF_DRV(REFNPU_BO_WAIT, refnpu_bo_wait_ioctl, 0),
 	DRM_IOCTL_DEF_DRV(REFNPU_SUBMIT, refnpu_submit_ioctl, 0),
+	DRM_IOCTL_DEF_DRV(REFNPU_BO_USERPTR, refnpu_bo_userptr_ioctl, 0),
 };
 
 static const struct file_operations refnpu_fops = {

@@ -19,12 +19,14 @@
 #include <drm/drm_drv.h>
 #include <drm/drm_file.h>
 #include <drm/drm_gem.h>
+#include <drm/drm_prime.h>
 #include <drm/drm_utils.h>
 #include <uapi/drm/refnpu_accel.h>
 
 #include "refnpu_drv.h"
 #include "refnpu_gem.h"
 #include "refnpu_mmu.h"
+#include "refnpu_userptr.h"
 
 static const struct drm_gem_object_funcs refnpu_gem_funcs;
 
@@ -52,6 +54,7 @@ struct drm_gem_object *refnpu_gem_create_object(struct drm_device *drm,
 	/* The device may write any page at any time. */
 	bo->base.pages_mark_dirty_on_put = true;
 	bo->base.base.funcs = &refnpu_gem_funcs;
+	bo->dma_dir = DMA_BIDIRECTIONAL;
 
 	mutex_lock(&rdev->bo_lock);
 	list_add_tail(&bo->link, &rdev->bo_list);
@@ -72,6 +75,8 @@ static void refnpu_gem_free(struct drm_gem_object *obj)
 	drm_WARN_ON(obj->dev, !list_empty(&bo->mappings));
 	dma_fence_put(bo->last_fence);
 	mutex_destroy(&bo->lock);
+	if (bo->userptr)
+		refnpu_userptr_release(bo);
 	drm_gem_shmem_free(&bo->base);
 }
 
@@ -98,7 +103,7 @@ void refnpu_gem_unplug(struct refnpu_device *rdev)
 		dma_resv_lock(shmem->base.resv, NULL);
 		if (shmem->sgt) {
 			dma_unmap_sgtable(rdev->drm.dev, shmem->sgt,
-					  DMA_BIDIRECTIONAL, 0);
+					  bo->dma_dir, 0);
 			sg_free_table(shmem->sgt);
 			kfree(shmem->sgt);
 			shmem->sgt = NULL;
@@ -181,6 +186,9 @@ static struct sg_table *refnpu_gem_sgt(struct refnpu_bo *bo)
 	/* PRIME import set up the sg table from the exporter's attachment. */
 	if (drm_gem_is_imported(obj))
 		return bo->base.sgt ? bo->base.sgt : ERR_PTR(-EINVAL);
+	/* Userptr BOs are DMA-mapped at creation, unmapped by unplug. */
+	if (bo->userptr)
+		return bo->base.sgt ? bo->base.sgt : ERR_PTR(-ENODEV);
 
 	return drm_gem_shmem_get_pages_sgt(&bo->base);
 }
@@ -260,14 +268,26 @@ static enum drm_gem_object_status refnpu_gem_status(struct drm_gem_object *obj)
 	struct refnpu_bo *bo = to_refnpu_bo(obj);
 
 	/* Called under a spinlock: a racy peek is all fdinfo needs. */
-	if (READ_ONCE(bo->base.pages) || drm_gem_is_imported(obj))
+	if (READ_ONCE(bo->base.pages) || drm_gem_is_imported(obj) ||
+	    bo->userptr)
 		return DRM_GEM_OBJECT_RESIDENT;
 
 	return 0;
 }
 
+/* Userptr BOs are not exported: their pages belong to one process. */
+static struct dma_buf *refnpu_gem_prime_export(struct drm_gem_object *obj,
+					       int flags)
+{
+	if (to_refnpu_bo(obj)->userptr)
+		return ERR_PTR(-EOPNOTSUPP);
+
+	return drm_gem_prime_export(obj, flags);
+}
+
 static const struct drm_gem_object_funcs refnpu_gem_funcs = {
 	.free = refnpu_gem_free,
+	.export = refnpu_gem_prime_export,
 	.open = refnpu_gem_open,
 	.close = refnpu_gem_close,
 	.print_info = drm_gem_shmem_object_print_info,

@@ -6,6 +6,7 @@
 #ifndef __REFNPU_GEM_H__
 #define __REFNPU_GEM_H__
 
+#include <linux/dma-direction.h>
 #include <linux/kref.h>
 #include <linux/list.h>
 #include <linux/mutex.h>
@@ -18,6 +19,7 @@ struct drm_device;
 struct drm_file;
 struct refnpu_ctx;
 struct refnpu_device;
+struct refnpu_userptr;
 
 /**
  * struct refnpu_bo - a refnpu buffer object
@@ -28,6 +30,9 @@ struct refnpu_device;
  * @last_fence: finished fence of the last job that listed the BO;
  *	protected by the BO's dma_resv lock
  * @link: entry in &refnpu_device.bo_list
+ * @userptr: pinned user memory backing a userptr BO, else NULL
+ * @dma_dir: direction of the DMA mapping in @base.sgt: DMA_TO_DEVICE for
+ *	a read-only userptr BO, else DMA_BIDIRECTIONAL
  */
 struct refnpu_bo {
 	struct drm_gem_shmem_object base;
@@ -36,6 +41,8 @@ struct refnpu_bo {
 	struct list_head mappings;
 	struct dma_fence *last_fence;
 	struct list_head link;
+	struct refnpu_userptr *userptr;
+	enum dma_data_direction dma_dir;
 };
 
 /**

@@ -66,6 +66,7 @@ extern "C" {
 #define DRM_REFNPU_BO_INFO		0x02
 #define DRM_REFNPU_BO_WAIT		0x03
 #define DRM_REFNPU_SUBMIT		0x04
+#define DRM_REFNPU_BO_USERPTR		0x05
 
 #define DRM_IOCTL_REFNPU_GET_PARAM \
 	DRM_IOWR(DRM_COMMAND_BASE + DRM_REFNPU_GET_PARAM, struct drm_refnpu_get_param)
@@ -77,6 +78,8 @@ extern "C" {
 	DRM_IOWR(DRM_COMMAND_BASE + DRM_REFNPU_BO_WAIT, struct drm_refnpu_bo_wait)
 #define DRM_IOCTL_REFNPU_SUBMIT \
 	DRM_IOWR(DRM_COMMAND_BASE + DRM_REFNPU_SUBMIT, struct drm_refnpu_submit)
+#define DRM_IOCTL_REFNPU_BO_USERPTR \
+	DRM_IOWR(DRM_COMMAND_BASE + DRM_REFNPU_BO_USERPTR, struct drm_refnpu_bo_userptr)
 
 /**
  * enum drm_refnpu_param - parameters queried with DRM_IOCTL_REFNPU_GET_PARAM
@@ -133,6 +136,8 @@ enum drm_refnpu_param {
 #define DRM_REFNPU_CAP_PRIME		0x2ULL
 /* the device is emulated inside the kernel, not a PCI device */
 #define DRM_REFNPU_CAP_VIRTUAL		0x4ULL
+/* BOs can be created from user memory (DRM_IOCTL_REFNPU_BO_USERPTR) */
+#define DRM_REFNPU_CAP_USERPTR		0x8ULL
 
 /**
  * struct drm_refnpu_get_param - query a device or context parameter
@@ -355,6 +360,52 @@ struct drm_refnpu_submit {
 	__u32 out_sync_stride;
 	/** @pad: must be zero */
 	__u64 pad;
+};
+
+/**
+ * struct drm_refnpu_bo_userptr - create a buffer object from user memory
+ *
+ * Makes the calling process's memory [@user_ptr, @user_ptr + @size) a BO,
+ * without copying: its pages are pinned and mapped into the file's device
+ * address space, so the device and the process (through its own mapping)
+ * share them. The pages stay pinned until the BO is freed, that is after
+ * its last handle was closed and the last job listing it completed. If the
+ * process unmaps or remaps the range meanwhile, the BO keeps the pages it
+ * pinned, which the process no longer sees: keep the range mapped while
+ * the BO is used.
+ *
+ * Pinned pages are accounted to the process's RLIMIT_MEMLOCK (as pinned
+ * memory, VmPin in /proc/PID/status), unless it has CAP_IPC_LOCK.
+ *
+ * When a page of the range is not writable by the process, or @flags has
+ * DRM_REFNPU_BO_DEVICE_RO, the BO is mapped read-only in the device MMU:
+ * DRM_IOCTL_REFNPU_BO_INFO reports DRM_REFNPU_BO_DEVICE_RO and a job writing
+ * the BO fails with -EFAULT.
+ *
+ * A userptr BO has no mmap offset (DRM_IOCTL_REFNPU_BO_INFO reports 0: the
+ * process maps the memory already) and cannot be exported as a dma-buf
+ * (PRIME export fails with -EOPNOTSUPP). Available when
+ * DRM_REFNPU_PARAM_CAPABILITIES has DRM_REFNPU_CAP_USERPTR.
+ *
+ * Errors: -EINVAL when @user_ptr or @size is not a multiple of the CPU page
+ * size, @size is 0 or larger than DRM_REFNPU_PARAM_MAX_BO_SIZE, @flags has
+ * bits other than DRM_REFNPU_BO_DEVICE_RO, or @handle or @va are not zero
+ * on input; -EFAULT when part of the range is not mapped or cannot be
+ * pinned (I/O memory, PFN mappings); -ENOMEM when the pages would exceed
+ * RLIMIT_MEMLOCK, or when out of memory; -ENOSPC when the device address
+ * space is full; -ENODEV when the device was removed.
+ */
+struct drm_refnpu_bo_userptr {
+	/** @user_ptr: in, start address of the memory */
+	__u64 user_ptr;
+	/** @size: in, size of the memory in bytes */
+	__u64 size;
+	/** @flags: in, 0 or DRM_REFNPU_BO_DEVICE_RO */
+	__u32 flags;
+	/** @handle: out, GEM handle of the new BO */
+	__u32 handle;
+	/** @va: out, device virtual address of the BO in this file */
+	__u64 va;
 };
 
 #if defined(__cplusplus)

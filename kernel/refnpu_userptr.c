@@ -1,0 +1,300 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Copyright (C) 2025 The refnpu authors
+ *
+ * Userptr BOs: buffer objects backed by a process's own memory.
+ *
+ * The pages are pinned with pin_user_pages_fast(FOLL_LONGTERM) when the BO
+ * is created, DMA-mapped once, and unpinned when the BO is freed, which is
+ * after its last handle was closed and the last job listing it completed
+ * (jobs hold the BO's device mapping, see refnpu_gem.c). The device can
+ * therefore never reach a page that went back to the allocator.
+ *
+ * Why pinning and not an MMU notifier: refnpu's device cannot take a page
+ * fault and retry, a translation fault fails the job. With an MMU
+ * notifier (hmm_range_fault() plus mmu_interval_notifier, as amdgpu and
+ * nouveau do), an invalidation of a range a queued or running job uses
+ * would have to wait for that job's fence inside the notifier, and a
+ * dma_fence wait in reclaim context is exactly what the dma-fence rules
+ * forbid (the job may need memory to complete); or the driver would have
+ * to preempt the job, which the hardware cannot do. Pinning gives the
+ * semantics RDMA (ib_umem), VFIO and io_uring fixed buffers give: the
+ * memory stays put while the device may use it, and it is charged to the
+ * process's RLIMIT_MEMLOCK as pinned memory (mm->pinned_vm, VmPin in
+ * /proc/PID/status) unless the process has CAP_IPC_LOCK. The cost is that
+ * the pages cannot be migrated, compacted or swapped while the BO lives,
+ * and that a process which unmaps the range keeps the BO on the old pages
+ * (documented in the uAPI). A vendor whose device can fault and replay
+ * (PCIe PRI/ATS, or an MMU with retry) should use the notifier design.
+ *
+ * Read-only memory: the pages are pinned for writing when the process may
+ * write every page of the range (which also breaks copy-on-write sharing,
+ * so the device and the process see the same pages); when it may not,
+ * they are pinned read-only, mapped read-only in the device MMU and
+ * DMA-mapped DMA_TO_DEVICE, so neither the device MMU nor the DMA layer
+ * (a system IOMMU, a bounce buffer) ever writes them.
+ */
+
+#include <linux/capability.h>
+#include <linux/dma-mapping.h>
+#include <linux/mm.h>
+#include <linux/sched/mm.h>
+#include <linux/sched/signal.h>
+#include <linux/scatterlist.h>
+#include <linux/slab.h>
+
+#include <drm/drm_drv.h>
+#include <drm/drm_file.h>
+#include <drm/drm_gem.h>
+#include <uapi/drm/refnpu_accel.h>
+
+#include "refnpu_drv.h"
+#include "refnpu_gem.h"
+#include "refnpu_userptr.h"
+
+/**
+ * struct refnpu_userptr - pinned user memory of a userptr BO
+ * @mm: address space the pages were pinned from and charged to (grabbed)
+ * @pages: the pinned pages
+ * @npages: number of pinned pages
+ * @dirty: the device may write the pages: mark them dirty when unpinning
+ */
+struct refnpu_userptr {
+	struct mm_struct *mm;
+	struct page **pages;
+	unsigned long npages;
+	bool dirty;
+};
+
+/* Charge @npages pinned pages to @mm, within RLIMIT_MEMLOCK. */
+static int refnpu_userptr_account(struct mm_struct *mm, unsigned long npages)
+{
+	unsigned long limit = rlimit(RLIMIT_MEMLOCK) >> PAGE_SHIFT;
+	s64 pinned = atomic64_add_return(npages, &mm->pinned_vm);
+
+	if (pinned > limit && !capable(CAP_IPC_LOCK)) {
+		atomic64_sub(npages, &mm->pinned_vm);
+		return -ENOMEM;
+	}
+
+	return 0;
+}
+
+/* Pin every page of the range, or none. */
+static int refnpu_userptr_pin(struct refnpu_userptr *up, unsigned long start,
+			      bool write)
+{
+	unsigned int gup_flags = FOLL_LONGTERM | (write ? FOLL_WRITE : 0);
+	unsigned long pinned = 0;
+	int ret;
+
+	while (pinned < up->npages) {
+		ret = pin_user_pages_fast(start + (pinned << PAGE_SHIFT),
+					  min_t(unsigned long, up->npages - pinned,
+						SZ_64K),
+					  gup_flags, up->pages + pinned);
+		if (ret <= 0) {
+			unpin_user_pages(up->pages, pinned);
+			return ret ? ret : -EFAULT;
+		}
+		pinned += ret;
+		if (fatal_signal_pending(current)) {
+			unpin_user_pages(up->pages, pinned);
+			return -EINTR;
+		}
+	}
+
+	return 0;
+}
+
+static void refnpu_userptr_free(struct refnpu_userptr *up)
+{
+	unpin_user_pages_dirty_lock(up->pages, up->npages, up->dirty);
+	atomic64_sub(up->npages, &up->mm->pinned_vm);
+	mmdrop(up->mm);
+	kvfree(up->pages);
+	kfree(up);
+}
+
+/*
+ * Pin @size bytes at @start and DMA-map them for @dev. The pages are
+ * pinned for writing unless @device_ro, or unless the process may not
+ * write them, in which case *@device_ro is set.
+ */
+static struct refnpu_userptr *
+refnpu_userptr_get(struct device *dev, u64 start, u64 size, bool *device_ro,
+		   struct sg_table **sgtp)
+{
+	enum dma_data_direction dir;
+	struct refnpu_userptr *up;
+	struct sg_table *sgt;
+	int ret;
+
+	up = kzalloc(sizeof(*up), GFP_KERNEL);
+	if (!up)
+		return ERR_PTR(-ENOMEM);
+	up->npages = size >> PAGE_SHIFT;
+	up->pages = kvmalloc_array(up->npages, sizeof(*up->pages), GFP_KERNEL);
+	if (!up->pages) {
+		ret = -ENOMEM;
+		goto err_free;
+	}
+
+	up->mm = current->mm;
+	ret = refnpu_userptr_account(up->mm, up->npages);
+	if (ret)
+		goto err_free_pages;
+
+	/*
+	 * Pin for writing whenever the process may write, even for a BO the
+	 * device only reads: a write pin breaks copy-on-write sharing now, so
+	 * that the process's later writes land in the pinned pages.
+	 */
+	ret = refnpu_userptr_pin(up, start, true);
+	if (ret == -EFAULT) {
+		ret = refnpu_userptr_pin(up, start, false);
+		*device_ro = true;
+	}
+	if (ret)
+		goto err_unaccount;
+
+	sgt = kzalloc(sizeof(*sgt), GFP_KERNEL);
+	if (!sgt) {
+		ret = -ENOMEM;
+		goto err_unpin;
+	}
+	ret = sg_alloc_table_from_pages(sgt, up->pages, up->npages, 0, size,
+					GFP_KERNEL);
+	if (ret)
+		goto err_free_sgt;
+
+	dir = *device_ro ? DMA_TO_DEVICE : DMA_BIDIRECTIONAL;
+	ret = dma_map_sgtable(dev, sgt, dir, 0);
+	if (ret)
+		goto err_free_table;
+
+	up->dirty = !*device_ro;
+	mmgrab(up->mm);
+	*sgtp = sgt;
+	return up;
+
+err_free_table:
+	sg_free_table(sgt);
+err_free_sgt:
+	kfree(sgt);
+err_unpin:
+	unpin_user_pages(up->pages, up->npages);
+err_unaccount:
+	atomic64_sub(up->npages, &up->mm->pinned_vm);
+err_free_pages:
+	kvfree(up->pages);
+err_free:
+	kfree(up);
+	return ERR_PTR(ret);
+}
+
+/**
+ * refnpu_userptr_release() - release the user memory of a userptr BO
+ * @bo: BO being freed, no longer on the device's BO list
+ *
+ * Unmaps the pages for DMA (unless the device's removal did already),
+ * unpins them, marking them dirty when the device could write them, and
+ * uncharges them from the process that pinned them.
+ */
+void refnpu_userptr_release(struct refnpu_bo *bo)
+{
+	struct drm_gem_shmem_object *shmem = &bo->base;
+
+	if (shmem->sgt) {
+		dma_unmap_sgtable(shmem->base.dev->dev, shmem->sgt, bo->dma_dir,
+				  0);
+		sg_free_table(shmem->sgt);
+		kfree(shmem->sgt);
+		shmem->sgt = NULL;
+	}
+	refnpu_userptr_free(bo->userptr);
+	bo->userptr = NULL;
+}
+
+/**
+ * refnpu_bo_userptr_ioctl() - DRM_IOCTL_REFNPU_BO_USERPTR
+ * @drm: DRM device
+ * @data: &struct drm_refnpu_bo_userptr
+ * @file: DRM file
+ *
+ * Return: 0 or a negative errno, as documented in the uAPI header.
+ */
+int refnpu_bo_userptr_ioctl(struct drm_device *drm, void *data,
+			    struct drm_file *file)
+{
+	struct refnpu_file *rfile = file->driver_priv;
+	struct drm_refnpu_bo_userptr *args = data;
+	bool device_ro = args->flags & DRM_REFNPU_BO_DEVICE_RO;
+	struct refnpu_mapping *map;
+	struct drm_gem_object *obj;
+	struct refnpu_userptr *up;
+	struct sg_table *sgt;
+	struct refnpu_bo *bo;
+	u32 handle;
+	int ret, idx;
+
+	if (args->flags & ~DRM_REFNPU_BO_DEVICE_RO || args->handle || args->va)
+		return -EINVAL;
+	if (!args->size || args->size > REFNPU_MAX_BO_SIZE ||
+	    !PAGE_ALIGNED(args->size) || !PAGE_ALIGNED(args->user_ptr) ||
+	    args->user_ptr + args->size < args->user_ptr)
+		return -EINVAL;
+
+	if (!drm_dev_enter(drm, &idx))
+		return -ENODEV;
+
+	up = refnpu_userptr_get(drm->dev, args->user_ptr, args->size,
+				&device_ro, &sgt);
+	if (IS_ERR(up)) {
+		ret = PTR_ERR(up);
+		goto out_exit;
+	}
+
+	obj = refnpu_gem_create_object(drm, args->size);
+	if (IS_ERR(obj)) {
+		dma_unmap_sgtable(drm->dev, sgt, device_ro ? DMA_TO_DEVICE :
+				  DMA_BIDIRECTIONAL, 0);
+		sg_free_table(sgt);
+		kfree(sgt);
+		refnpu_userptr_free(up);
+		ret = PTR_ERR(obj);
+		goto out_exit;
+	}
+	/* No shmem file and no mmap offset: only the device maps it. */
+	drm_gem_private_object_init(drm, obj, args->size);
+	bo = to_refnpu_bo(obj);
+	INIT_LIST_HEAD(&bo->base.madv_list);
+	bo->base.sgt = sgt;
+	bo->userptr = up;
+	bo->dma_dir = device_ro ? DMA_TO_DEVICE : DMA_BIDIRECTIONAL;
+	bo->flags = device_ro ? DRM_REFNPU_BO_DEVICE_RO : 0;
+
+	/* Maps the BO into the file's context through the GEM open hook. */
+	ret = drm_gem_handle_create(file, obj, &handle);
+	if (ret)
+		goto out_put;
+
+	map = refnpu_mapping_get(bo, rfile->ctx);
+	if (drm_WARN_ON(drm, !map)) {
+		drm_gem_handle_delete(file, handle);
+		ret = -EINVAL;
+		goto out_put;
+	}
+	args->va = map->va;
+	args->handle = handle;
+	refnpu_mapping_put(map);
+
+	refnpu_dbg(rfile->rdev, GEM, "ctx %u userptr bo %u size %llu va 0x%llx%s\n",
+		   rfile->ctx->id, handle, args->size, args->va,
+		   device_ro ? " ro" : "");
+out_put:
+	drm_gem_object_put(obj);
+out_exit:
+	drm_dev_exit(idx);
+	return ret;
+}
