@@ -12,10 +12,14 @@
  *    wakes the queue's worker.
  *  - Every hardware queue has a worker thread that fetches descriptors,
  *    walks the device page tables and runs the engine, outside the BQL.
- *    All of its memory accesses are DMA through pci_dma_*() with the
+ *    All of its memory accesses are DMA through refnpu_dma_rw() with the
  *    "memory" transaction attribute, so they are translated by a vIOMMU
- *    when there is one and never reach device MMIO (which would need the
- *    BQL); a worker therefore never takes the BQL.
+ *    when there is one and never reach device MMIO.  Without a vIOMMU a
+ *    worker never takes the BQL.  Behind one it holds the BQL for each
+ *    DMA access (and for nothing else), because a vIOMMU reports a
+ *    translation fault by raising an interrupt on the spot, which needs
+ *    the BQL (intel-iommu sends an MSI to the APIC, virtio-iommu notifies
+ *    its event queue).
  *  - Workers report interrupts by setting bits in a pending mask and
  *    scheduling a bottom half, which calls msix_notify() under the BQL.
  *  - Queue and device resets are carried out by the workers themselves
@@ -136,6 +140,7 @@ typedef struct RefnpuQueue {
     bool abort;             /* also read without the lock by the worker */
 
     /* Worker-private */
+    bool dma_bql;           /* behind a vIOMMU: DMA under the BQL */
     RefnpuTlbEntry tlb[REFNPU_TLB_ENTRIES];
     uint32_t tlb_gen;
     RefnpuJob job;
@@ -182,6 +187,27 @@ struct RefnpuState {
 #define FIELD_PREP_MASK(mask, v) (((uint32_t)(v) << ctz32(mask)) & (mask))
 
 static const MemTxAttrs refnpu_attrs = { .memory = 1 };
+
+/*
+ * DMA by a queue's worker (no device lock held).  Behind a vIOMMU the
+ * access is made under the BQL: a translation fault is reported with an
+ * interrupt raised from inside the translation (see the threading model).
+ */
+static MemTxResult refnpu_dma_rw(RefnpuQueue *q, dma_addr_t addr, void *buf,
+                                 dma_addr_t len, DMADirection dir)
+{
+    bool lock = q->dma_bql && !bql_locked();
+    MemTxResult r;
+
+    if (lock) {
+        bql_lock();
+    }
+    r = pci_dma_rw(PCI_DEVICE(q->s), addr, buf, len, dir, refnpu_attrs);
+    if (lock) {
+        bql_unlock();
+    }
+    return r;
+}
 
 static unsigned refnpu_num_vectors(RefnpuState *s)
 {
@@ -321,7 +347,6 @@ static uint32_t refnpu_translate(RefnpuJob *job, uint64_t va, bool write,
 {
     RefnpuQueue *q = job->q;
     RefnpuState *s = q->s;
-    PCIDevice *pdev = PCI_DEVICE(s);
     uint32_t gen = qatomic_read(&s->tlb_gen);
     RefnpuTlbEntry *e;
     uint64_t table, pte = 0;
@@ -348,7 +373,10 @@ static uint32_t refnpu_translate(RefnpuJob *job, uint64_t va, bool write,
         for (level = REFNPU_PT_LEVELS - 1; level >= 0; level--) {
             dma_addr_t addr = table + REFNPU_PT_INDEX(va, level) *
                               REFNPU_PTE_SIZE;
-            MemTxResult r = ldq_le_pci_dma(pdev, addr, &pte, refnpu_attrs);
+            MemTxResult r = refnpu_dma_rw(q, addr, &pte, sizeof(pte),
+                                          DMA_DIRECTION_TO_DEVICE);
+
+            pte = le64_to_cpu(pte);
 
             if (r != MEMTX_OK) {
                 qemu_log_mask(LOG_GUEST_ERROR,
@@ -395,7 +423,6 @@ static uint32_t refnpu_translate(RefnpuJob *job, uint64_t va, bool write,
 static uint32_t refnpu_job_rw(RefnpuJob *job, uint64_t va, void *buf,
                               uint64_t len, bool write, uint64_t *fault_va)
 {
-    PCIDevice *pdev = PCI_DEVICE(job->q->s);
     uint8_t *p = buf;
     uint32_t st = refnpu_job_check(job);
 
@@ -413,9 +440,9 @@ static uint32_t refnpu_job_rw(RefnpuJob *job, uint64_t va, void *buf,
             return st;
         }
         chunk = MIN(len, room);
-        r = pci_dma_rw(pdev, pa, p, chunk,
-                       write ? DMA_DIRECTION_FROM_DEVICE :
-                               DMA_DIRECTION_TO_DEVICE, refnpu_attrs);
+        r = refnpu_dma_rw(job->q, pa, p, chunk,
+                          write ? DMA_DIRECTION_FROM_DEVICE :
+                                  DMA_DIRECTION_TO_DEVICE);
         if (r != MEMTX_OK) {
             qemu_log_mask(LOG_GUEST_ERROR,
                           "refnpu: DMA %s of %" PRIu64 " bytes at bus 0x%"
@@ -636,7 +663,6 @@ static uint32_t refnpu_job_wait(RefnpuJob *job, uint64_t us)
 static MemTxResult refnpu_write_completion(RefnpuQueue *q, dma_addr_t addr,
                                            const struct refnpu_completion *c)
 {
-    PCIDevice *pdev = PCI_DEVICE(q->s);
     struct refnpu_completion le = {
         .status = cpu_to_le32(c->status),
         .fault_flags = cpu_to_le32(c->fault_flags),
@@ -651,13 +677,13 @@ static MemTxResult refnpu_write_completion(RefnpuQueue *q, dma_addr_t addr,
         .rsvd = 0,
     };
     size_t done_off = offsetof(struct refnpu_completion, done);
+    uint32_t done = cpu_to_le32(REFNPU_COMPLETION_DONE);
     MemTxResult r;
 
-    r = pci_dma_rw(pdev, addr, &le, sizeof(le), DMA_DIRECTION_FROM_DEVICE,
-                   refnpu_attrs);
+    r = refnpu_dma_rw(q, addr, &le, sizeof(le), DMA_DIRECTION_FROM_DEVICE);
     if (r == MEMTX_OK) {
-        r = stl_le_pci_dma(pdev, addr + done_off, REFNPU_COMPLETION_DONE,
-                           refnpu_attrs);
+        r = refnpu_dma_rw(q, addr + done_off, &done, sizeof(done),
+                          DMA_DIRECTION_FROM_DEVICE);
     }
     return r;
 }
@@ -686,8 +712,8 @@ static uint32_t refnpu_stray_dma(RefnpuQueue *q, uint64_t addr)
     MemTxResult r;
 
     memset(burst, REFNPU_DBG_STRAY_DMA_PATTERN, sizeof(burst));
-    r = pci_dma_rw(PCI_DEVICE(q->s), addr, burst, sizeof(burst),
-                   DMA_DIRECTION_FROM_DEVICE, refnpu_attrs);
+    r = refnpu_dma_rw(q, addr, burst, sizeof(burst),
+                      DMA_DIRECTION_FROM_DEVICE);
     if (r != MEMTX_OK) {
         qemu_log_mask(LOG_GUEST_ERROR,
                       "refnpu: injected stray DMA write at 0x%" PRIx64
@@ -736,13 +762,13 @@ static bool refnpu_run_job(RefnpuQueue *q, uint32_t idx,
     uint32_t st;
 
     memset(job, 0, sizeof(*job));
+    q->dma_bql = pci_device_iommu_address_space(pdev) != &address_space_memory;
     job->q = q;
     job->start_ns = refnpu_now(s);
     job->watchdog_ms = watchdog_ms;
     job->inj = *inj;
 
-    r = pci_dma_rw(pdev, desc_addr, &d, sizeof(d), DMA_DIRECTION_TO_DEVICE,
-                   refnpu_attrs);
+    r = refnpu_dma_rw(q, desc_addr, &d, sizeof(d), DMA_DIRECTION_TO_DEVICE);
     if (r != MEMTX_OK) {
         refnpu_queue_halt(q, REFNPU_ERR_DMA, 0, 0, desc_addr, 0);
         return false;
@@ -784,8 +810,8 @@ static bool refnpu_run_job(RefnpuQueue *q, uint32_t idx,
         res.fault_flags = REFNPU_FAULT_F_RING;
         goto complete;
     }
-    r = pci_dma_rw(pdev, ctx_base + (uint64_t)d.ctx_id * REFNPU_CTX_ENTRY_SIZE,
-                   &ce, sizeof(ce), DMA_DIRECTION_TO_DEVICE, refnpu_attrs);
+    r = refnpu_dma_rw(q, ctx_base + (uint64_t)d.ctx_id * REFNPU_CTX_ENTRY_SIZE,
+                      &ce, sizeof(ce), DMA_DIRECTION_TO_DEVICE);
     if (r != MEMTX_OK) {
         qemu_log_mask(LOG_GUEST_ERROR,
                       "refnpu: context table read failed (%d)\n", r);
