@@ -8,6 +8,8 @@
 
 #include <linux/module.h>
 #include <linux/slab.h>
+#include <linux/wait_bit.h>
+#include <linux/workqueue.h>
 
 #include <drm/drm_accel.h>
 #include <drm/drm_drv.h>
@@ -36,6 +38,17 @@ static bool selftest_warn;
 module_param(selftest_warn, bool, 0444);
 MODULE_PARM_DESC(selftest_warn,
 		 "Test hook only: WARN once at module load so the VM harness can check that it detects kernel splats (default: false)");
+
+/*
+ * Work that must not run where it is triggered, such as dropping what may
+ * be the last device reference (refnpu_ctx_put()). Module exit waits for
+ * every device to be released, then drains it.
+ */
+struct workqueue_struct *refnpu_wq;
+
+/* Devices not released yet. */
+static atomic_t refnpu_live_devices = ATOMIC_INIT(0);
+#define REFNPU_RELEASE_WAIT_MS	30000
 
 static int refnpu_open(struct drm_device *drm, struct drm_file *file)
 {
@@ -229,6 +242,13 @@ static const struct drm_driver refnpu_drm_driver = {
 	.minor = DRM_REFNPU_DRIVER_MINOR,
 };
 
+/* The last managed action of a device: it is about to be freed. */
+static void refnpu_device_release(struct drm_device *drm, void *arg)
+{
+	if (atomic_dec_and_test(&refnpu_live_devices))
+		wake_up_var(&refnpu_live_devices);
+}
+
 /**
  * refnpu_device_create() - allocate a refnpu device for a bus device
  * @parent: the bus device (PCI function or virtual platform device)
@@ -251,6 +271,10 @@ struct refnpu_device *refnpu_device_create(struct device *parent,
 				  struct refnpu_device, drm);
 	if (IS_ERR(rdev))
 		return rdev;
+
+	atomic_inc(&refnpu_live_devices);
+	if (drmm_add_action_or_reset(&rdev->drm, refnpu_device_release, NULL))
+		return ERR_PTR(-ENOMEM);
 
 	rdev->hw_ops = ops;
 	rdev->hw = hw;
@@ -373,14 +397,24 @@ static int __init refnpu_init(void)
 	/* Lets the VM harness prove that it catches kernel splats. */
 	WARN_ON(selftest_warn);
 
+	refnpu_wq = alloc_workqueue("refnpu", WQ_UNBOUND, 0);
+	if (!refnpu_wq)
+		return -ENOMEM;
+
 	ret = refnpu_pci_init();
 	if (ret)
-		return ret;
+		goto err_wq;
 
 	ret = refnpu_virt_init();
 	if (ret)
-		refnpu_pci_exit();
+		goto err_pci;
 
+	return 0;
+
+err_pci:
+	refnpu_pci_exit();
+err_wq:
+	destroy_workqueue(refnpu_wq);
 	return ret;
 }
 
@@ -388,6 +422,17 @@ static void __exit refnpu_exit(void)
 {
 	refnpu_virt_exit();
 	refnpu_pci_exit();
+
+	/*
+	 * The devices are unbound, but one may live on until the schedulers
+	 * freed its last jobs: this module's code releases it.
+	 */
+	if (!wait_var_event_timeout(&refnpu_live_devices,
+				    !atomic_read(&refnpu_live_devices),
+				    msecs_to_jiffies(REFNPU_RELEASE_WAIT_MS)))
+		pr_err("refnpu: %d devices still referenced at module exit\n",
+		       atomic_read(&refnpu_live_devices));
+	destroy_workqueue(refnpu_wq);
 }
 
 module_init(refnpu_init);

@@ -201,6 +201,8 @@ static inline struct refnpu_device *to_refnpu(struct drm_device *drm)
  * @busy_ns: device time per queue, for fdinfo
  * @link: entry in &refnpu_device.ctx_list
  * @pid: process that opened the file, for debugfs
+ * @free_work: frees the context and drops its device reference, on
+ *	&refnpu_wq (see refnpu_ctx_put())
  */
 struct refnpu_ctx {
 	struct kref refcount;
@@ -215,6 +217,7 @@ struct refnpu_ctx {
 	atomic64_t busy_ns[REFNPU_MAX_QUEUES];
 	struct list_head link;
 	struct pid *pid;
+	struct work_struct free_work;
 };
 
 /**
@@ -230,6 +233,8 @@ struct refnpu_file {
 	struct mutex submit_lock; /* orders job arm and push */
 	struct drm_sched_entity entities[REFNPU_MAX_QUEUES][REFNPU_NUM_PRIORITIES];
 };
+
+extern struct workqueue_struct *refnpu_wq;
 
 int refnpu_device_init(struct refnpu_device *rdev);
 void refnpu_device_fini(struct refnpu_device *rdev);

@@ -557,6 +557,16 @@ struct refnpu_ctx *refnpu_ctx_get(struct refnpu_ctx *ctx)
 	return ctx;
 }
 
+static void refnpu_ctx_free_work(struct work_struct *work)
+{
+	struct refnpu_ctx *ctx = container_of(work, struct refnpu_ctx,
+					      free_work);
+	struct refnpu_device *rdev = ctx->rdev;
+
+	kfree(ctx);
+	drm_dev_put(&rdev->drm);
+}
+
 static void refnpu_ctx_release(struct kref *kref)
 {
 	struct refnpu_ctx *ctx = container_of(kref, struct refnpu_ctx, refcount);
@@ -575,9 +585,16 @@ static void refnpu_ctx_release(struct kref *kref)
 	mutex_destroy(&ctx->vm_lock);
 	put_pid(ctx->pid);
 	refnpu_dbg(rdev, MMU, "context %u destroyed\n", ctx->id);
-	kfree(ctx);
 
-	drm_dev_put(&rdev->drm);
+	/*
+	 * This may be the last device reference, and the last context
+	 * reference is often dropped by a job freed in a scheduler's
+	 * free_job work: releasing the device there would tear down that
+	 * scheduler (drm_sched_fini()), which waits for the very work it
+	 * runs in. Drop it from the driver's own workqueue instead.
+	 */
+	INIT_WORK(&ctx->free_work, refnpu_ctx_free_work);
+	queue_work(refnpu_wq, &ctx->free_work);
 }
 
 /**
@@ -585,7 +602,9 @@ static void refnpu_ctx_release(struct kref *kref)
  * @ctx: context, may be NULL
  *
  * The last reference clears the context's table entry, invalidates the
- * device TLB and frees the page tables. May sleep.
+ * device TLB and frees the page tables, then drops the context's device
+ * reference from &refnpu_wq, never from the caller: the caller may be a
+ * scheduler's work, which the device's release waits for. May sleep.
  */
 void refnpu_ctx_put(struct refnpu_ctx *ctx)
 {

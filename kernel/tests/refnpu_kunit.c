@@ -17,17 +17,14 @@
 #include <kunit/resource.h>
 #include <kunit/test.h>
 
-#include <linux/delay.h>
 #include <linux/dma-mapping.h>
 #include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/iosys-map.h>
-#include <linux/jiffies.h>
 #include <linux/ktime.h>
 #include <linux/mman.h>
 #include <linux/platform_device.h>
 #include <linux/uaccess.h>
-#include <linux/workqueue.h>
 
 #include <drm/drm_drv.h>
 #include <drm/drm_file.h>
@@ -46,34 +43,6 @@
 KUNIT_DEFINE_ACTION_WRAPPER(refnpu_test_unregister, platform_device_unregister,
 			    struct platform_device *);
 KUNIT_DEFINE_ACTION_WRAPPER(refnpu_test_fput, __fput_sync, struct file *);
-
-/*
- * Before a test's device goes away, once its files are closed: wait until
- * the schedulers freed every job. A job holds its context, which holds
- * the DRM device; the tests exercise the device, not its removal with
- * jobs still being freed.
- */
-static void refnpu_test_drain(void *data)
-{
-	struct refnpu_device *rdev = data;
-	unsigned long end = jiffies + msecs_to_jiffies(REFNPU_TEST_WAIT_MS);
-	unsigned int i;
-
-	for (i = 0; i < rdev->info.num_queues; i++) {
-		struct drm_gpu_scheduler *sched = &rdev->queues[i].sched;
-		bool empty;
-
-		for (;;) {
-			spin_lock(&sched->job_list_lock);
-			empty = list_empty(&sched->pending_list);
-			spin_unlock(&sched->job_list_lock);
-			if (empty || time_after(jiffies, end))
-				break;
-			usleep_range(1000, 2000);
-		}
-		flush_work(&sched->work_free_job);
-	}
-}
 
 /**
  * refnpu_test_device() - create a virtual refnpu device for one test
@@ -104,10 +73,22 @@ struct refnpu_device *refnpu_test_device(struct kunit *test,
 	rdev = platform_get_drvdata(pdev);
 	KUNIT_ASSERT_NOT_NULL_MSG(test, rdev, "refnpu-virt did not bind");
 	KUNIT_ASSERT_TRUE(test, rdev->info.is_virtual);
-	ret = kunit_add_action_or_reset(test, refnpu_test_drain, rdev);
-	KUNIT_ASSERT_EQ(test, ret, 0);
 
 	return rdev;
+}
+
+/**
+ * refnpu_test_remove() - remove a test's device now
+ * @test: the test that created it with refnpu_test_device()
+ * @rdev: the device
+ *
+ * The device is unplugged; it is released once its files are closed and
+ * its jobs freed, as after a hot unplug.
+ */
+void refnpu_test_remove(struct kunit *test, struct refnpu_device *rdev)
+{
+	kunit_release_action(test, refnpu_test_unregister,
+			     to_platform_device(rdev->drm.dev));
 }
 
 /**
@@ -159,6 +140,16 @@ struct file *refnpu_test_open(struct kunit *test, struct refnpu_device *rdev)
 	KUNIT_ASSERT_EQ(test, ret, 0);
 
 	return filp;
+}
+
+/**
+ * refnpu_test_close() - close a file opened by refnpu_test_open() now
+ * @test: the test
+ * @filp: the file
+ */
+void refnpu_test_close(struct kunit *test, struct file *filp)
+{
+	kunit_release_action(test, refnpu_test_fput, filp);
 }
 
 /**

@@ -31,8 +31,10 @@ struct refnpu_device;
 
 struct refnpu_device *refnpu_test_device(struct kunit *test,
 					 unsigned int timeout_ms);
+void refnpu_test_remove(struct kunit *test, struct refnpu_device *rdev);
 struct device *refnpu_test_dma_device(struct kunit *test);
 struct file *refnpu_test_open(struct kunit *test, struct refnpu_device *rdev);
+void refnpu_test_close(struct kunit *test, struct file *filp);
 struct refnpu_ctx *refnpu_test_ctx(struct file *filp);
 
 u64 refnpu_test_user(struct kunit *test, unsigned int slot, const void *data,

@@ -13,10 +13,13 @@
 
 #include <kunit/test.h>
 
+#include <linux/completion.h>
 #include <linux/delay.h>
 #include <linux/jiffies.h>
+#include <linux/workqueue.h>
 #include <linux/sizes.h>
 
+#include <drm/drm_managed.h>
 #include <uapi/drm/refnpu_accel.h>
 
 #include "refnpu_drv.h"
@@ -304,6 +307,86 @@ static void recovery_device_reset_resubmits(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, rec_nop(test, f->filp, f->cmd), 0);
 }
 
+/* What the removal test saw when its device was finally released. */
+static struct {
+	struct completion released;
+	bool in_sched_work;
+} unplug_state;
+
+static void unplug_released(struct drm_device *drm, void *arg)
+{
+	struct refnpu_device *rdev = to_refnpu(drm);
+	struct work_struct *work = current_work();
+	unsigned int i;
+
+	for (i = 0; i < rdev->info.num_queues; i++)
+		if (work == &rdev->queues[i].sched.work_free_job ||
+		    work == &rdev->queues[i].sched.work_run_job)
+			unplug_state.in_sched_work = true;
+	complete(&unplug_state.released);
+}
+
+KUNIT_DEFINE_ACTION_WRAPPER(unplug_wqueue_start, drm_sched_wqueue_start,
+			    struct drm_gpu_scheduler *);
+
+/*
+ * A device removed while the schedulers are still freeing its jobs: the
+ * file is closed with a job on the hardware, the device is unplugged (the
+ * job fails with -ENODEV), and only then is the job freed, in the
+ * scheduler's free_job work. That job holds the last reference to the
+ * device, whose release tears the schedulers down: it must not happen
+ * inside the scheduler's own work, which drm_sched_fini() waits for.
+ */
+static void recovery_remove_while_freeing(struct kunit *test)
+{
+	struct rec_fixture *f = test->priv;
+	struct refnpu_device *rdev = refnpu_test_device(test, 0);
+	struct file *filp = refnpu_test_open(test, rdev);
+	struct drm_gpu_scheduler *sched = &rdev->queues[0].sched;
+	unsigned long end, left;
+	u32 cmd;
+
+	init_completion(&unplug_state.released);
+	unplug_state.in_sched_work = false;
+	KUNIT_ASSERT_EQ(test, drmm_add_action_or_reset(&rdev->drm,
+						       unplug_released, NULL),
+			0);
+
+	/* A job that stays on the hardware until the device goes away. */
+	KUNIT_ASSERT_EQ(test, refnpu_test_bo(test, filp, SZ_4K, 0, &cmd, NULL),
+			0);
+	KUNIT_ASSERT_EQ(test, refnpu_test_inject(rdev, 0, REFNPU_DBG_INJECT_HANG,
+						 0, 0, 0), 0);
+	KUNIT_ASSERT_EQ(test, refnpu_test_submit(test, filp, 0, cmd,
+						 REFNPU_CMD_NOP_SIZE), 0);
+	end = jiffies + msecs_to_jiffies(REFNPU_TEST_WAIT_MS);
+	while (!stat(&rdev->queues[0].stats.submitted) &&
+	       time_before(jiffies, end))
+		usleep_range(1000, 2000);
+	KUNIT_ASSERT_EQ(test, stat(&rdev->queues[0].stats.submitted), 1LL);
+
+	/* Hold the job back from being freed until the device is gone. */
+	drm_sched_wqueue_stop(sched);
+	KUNIT_ASSERT_EQ(test, kunit_add_action_or_reset(test, unplug_wqueue_start,
+							sched), 0);
+
+	refnpu_test_close(test, filp);
+	refnpu_test_remove(test, rdev);
+	KUNIT_EXPECT_FALSE_MSG(test, completion_done(&unplug_state.released),
+			       "the job did not keep the device alive");
+
+	/* The scheduler frees the job, dropping the last reference. */
+	kunit_release_action(test, unplug_wqueue_start, sched);
+	left = wait_for_completion_timeout(&unplug_state.released,
+					   msecs_to_jiffies(REFNPU_TEST_WAIT_MS));
+	KUNIT_ASSERT_NE_MSG(test, left, 0, "the device was never released");
+	KUNIT_EXPECT_FALSE_MSG(test, unplug_state.in_sched_work,
+			       "the device was released in a scheduler's work");
+
+	/* The fixture's device was not disturbed. */
+	KUNIT_EXPECT_EQ(test, rec_nop(test, f->filp, f->cmd), 0);
+}
+
 static struct kunit_case refnpu_recovery_cases[] = {
 	KUNIT_CASE_SLOW(recovery_hang_times_out),
 	KUNIT_CASE_SLOW(recovery_innocent_resubmitted),
@@ -313,6 +396,7 @@ static struct kunit_case refnpu_recovery_cases[] = {
 	KUNIT_CASE(recovery_injected_errors),
 	KUNIT_CASE(recovery_delay_is_device_time),
 	KUNIT_CASE(recovery_device_reset_resubmits),
+	KUNIT_CASE(recovery_remove_while_freeing),
 	{}
 };
 
