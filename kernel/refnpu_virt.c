@@ -568,6 +568,21 @@ static bool virt_run_job(struct refnpu_virt_queue *q, u32 idx,
 		goto complete;
 	}
 
+	/* Stray DMA: a burst to a bus address, no device MMU; no IOMMU here. */
+	if (inj->bits & REFNPU_DBG_INJECT_STRAY_DMA) {
+		u8 burst[REFNPU_DBG_STRAY_DMA_BYTES];
+
+		memset(burst, REFNPU_DBG_STRAY_DMA_PATTERN, sizeof(burst));
+		res.status = virt_dma_rw(v, inj->fault_va, burst, sizeof(burst),
+					 true);
+		if (res.status) {
+			res.fault_flags = REFNPU_FAULT_F_RING |
+					  REFNPU_FAULT_F_WRITE;
+			res.fault_va = inj->fault_va;
+			goto complete;
+		}
+	}
+
 	if (inj->bits & REFNPU_DBG_INJECT_HANG) {
 		res.status = virt_job_wait(&job, 0);
 		goto complete;

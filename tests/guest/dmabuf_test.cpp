@@ -1960,8 +1960,6 @@ TEST_F(DmaBuf, StrayDeviceDmaLandsWithoutAnIommu)
 {
 	const Node &n = nodes[0];
 	std::string type = n.iommu_type();
-	if (n.is_virtual())
-		GTEST_SKIP() << "the in-kernel virtual device does not model stray DMA";
 	if (!type.empty() && type != "identity")
 		GTEST_SKIP() << "the device is behind a translating IOMMU ('" << type << "')";
 	if (!n.can_inject())
