@@ -44,6 +44,7 @@
 #include "refnpu_engine.h"
 #include "refnpu_hw_ops.h"
 #include "refnpu_hwif.h"
+#include "refnpu_mmu_walk.h"
 
 #define REFNPU_VIRT_NAME	"refnpu-virt"
 #define REFNPU_VIRT_MAX		8
@@ -105,6 +106,7 @@ struct refnpu_virt_job {
  * @reset_global: the reset is part of a device reset
  * @stop: the device is going away
  * @abort: the running job must stop
+ * @tlb: translations cached by the worker (worker-private)
  */
 struct refnpu_virt_queue {
 	struct refnpu_virt *v;
@@ -126,6 +128,7 @@ struct refnpu_virt_queue {
 	bool reset_global;
 	bool stop;
 	bool abort;
+	struct refnpu_tlb tlb;
 };
 
 /**
@@ -147,6 +150,8 @@ struct refnpu_virt_queue {
  * @caps: REFNPU_REG_CAPS
  * @num_queues: REFNPU_REG_NUM_QUEUES
  * @clock_base: ktime_get_ns() when the device was created
+ * @tlb_gen: bumped by every TLB invalidation; queues flush their TLB when
+ *	it changed
  * @wq: runs the queue workers
  * @irq_pending: vectors to notify from @irq_work
  * @irq_work: delivers the interrupts in hard interrupt context
@@ -170,6 +175,7 @@ struct refnpu_virt {
 	u32 caps;
 	u32 num_queues;
 	u64 clock_base;
+	atomic_t tlb_gen;
 	struct workqueue_struct *wq;
 	unsigned long irq_pending;
 	struct irq_work irq_work;
@@ -288,10 +294,11 @@ static u32 virt_dma_rw(struct refnpu_virt *v, u64 addr, void *buf, u64 len,
 	return REFNPU_ERR_NONE;
 }
 
-static u32 virt_read64(struct refnpu_virt *v, u64 addr, u64 *val)
+/* Page-table reads of the shared walker (refnpu_mmu_walk.c). */
+static int virt_read64(void *opaque, u64 addr, u64 *val)
 {
 	__le64 le;
-	u32 st = virt_dma_rw(v, addr, &le, sizeof(le), false);
+	u32 st = virt_dma_rw(opaque, addr, &le, sizeof(le), false);
 
 	*val = le64_to_cpu(le);
 	return st;
@@ -313,49 +320,21 @@ static u32 virt_job_check(struct refnpu_virt_job *job)
 }
 
 /*
- * Walk the job's page tables for @va. On success returns the bus address
- * in *@pa and the bytes left in the page in *@room.
+ * Translate @va in the job's context through the queue's TLB. On success
+ * returns the bus address in *@pa and the bytes left in the page in *@room.
  */
 static u32 virt_translate(struct refnpu_virt_job *job, u64 va, bool write,
 			  u64 *pa, u64 *room)
 {
 	struct refnpu_virt *v = job->q->v;
-	u64 table = job->pt_root, pte = 0, size = REFNPU_PAGE_SIZE, mask;
-	int level;
 
-	if (va >= REFNPU_VA_LIMIT)
-		return REFNPU_ERR_MMU_UNMAPPED;
 	if ((job->inj.bits & REFNPU_DBG_INJECT_MMU_FAULT) &&
 	    (va >> REFNPU_PAGE_SHIFT) == (job->inj.fault_va >> REFNPU_PAGE_SHIFT))
 		return REFNPU_ERR_MMU_UNMAPPED;
 
-	for (level = REFNPU_PT_LEVELS - 1; level >= 0; level--) {
-		if (virt_read64(v, table + REFNPU_PT_INDEX(va, level) *
-				REFNPU_PTE_SIZE, &pte))
-			return REFNPU_ERR_MMU_WALK;
-		if (!(pte & REFNPU_PTE_VALID))
-			return REFNPU_ERR_MMU_UNMAPPED;
-		if (pte & REFNPU_PTE_RSVD_MASK)
-			return REFNPU_ERR_MMU_WALK;
-		if (level == 1 && (pte & REFNPU_PTE_LEAF)) {
-			if (pte & REFNPU_PTE_ADDR_MASK & ~REFNPU_PTE_HUGE_ADDR_MASK)
-				return REFNPU_ERR_MMU_WALK;
-			size = REFNPU_HUGE_PAGE_SIZE;
-			break;
-		}
-		if (level > 1 && (pte & REFNPU_PTE_LEAF))
-			return REFNPU_ERR_MMU_WALK;
-		table = pte & REFNPU_PTE_ADDR_MASK;
-	}
-
-	if (write ? !(pte & REFNPU_PTE_WRITE) : !(pte & REFNPU_PTE_READ))
-		return write ? REFNPU_ERR_MMU_WRITE_PERM : REFNPU_ERR_MMU_READ_PERM;
-
-	mask = size - 1;
-	*pa = (pte & (size == REFNPU_PAGE_SIZE ? REFNPU_PTE_ADDR_MASK :
-		      REFNPU_PTE_HUGE_ADDR_MASK)) + (va & mask);
-	*room = size - (va & mask);
-	return REFNPU_ERR_NONE;
+	return refnpu_mmu_translate(&job->q->tlb, atomic_read(&v->tlb_gen),
+				    job->ctx, job->pt_root, va, write,
+				    virt_read64, v, pa, room);
 }
 
 static u32 virt_job_rw(struct refnpu_virt_job *job, u64 va, void *buf, u64 len,
@@ -466,14 +445,6 @@ static void virt_queue_halt(struct refnpu_virt_queue *q, u32 code, u32 flags,
 			  addr, seq);
 }
 
-static bool virt_ring_valid(struct refnpu_virt_queue *q)
-{
-	return is_power_of_2(q->ring_size) &&
-	       q->ring_size >= REFNPU_RING_MIN_ENTRIES &&
-	       q->ring_size <= REFNPU_RING_MAX_ENTRIES &&
-	       !(q->ring_base % REFNPU_RING_ALIGN) && q->tail < q->ring_size;
-}
-
 static void virt_le_desc(struct refnpu_job_desc *d)
 {
 	d->ctx_id = le32_to_cpu((__force __le32)d->ctx_id);
@@ -506,8 +477,7 @@ static u32 virt_job_context(struct refnpu_virt *v, struct refnpu_virt_job *job)
 	ce.pt_root = le64_to_cpu((__force __le64)ce.pt_root);
 	ce.flags = le32_to_cpu((__force __le32)ce.flags);
 	ce.rsvd = le32_to_cpu((__force __le32)ce.rsvd);
-	if (!(ce.flags & REFNPU_CTX_F_VALID) || ce.flags & ~REFNPU_CTX_F_VALID ||
-	    ce.rsvd || ce.pt_root & (REFNPU_PAGE_SIZE - 1))
+	if (refnpu_ctx_entry_check(&ce))
 		return REFNPU_ERR_INVALID_CONTEXT;
 
 	job->pt_root = ce.pt_root;
@@ -554,10 +524,8 @@ static bool virt_run_job(struct refnpu_virt_queue *q, u32 idx,
 		return false;
 	}
 
-	if ((d.flags & ~REFNPU_JOB_F_VALID_MASK) || d.rsvd[0] || d.rsvd[1] ||
-	    d.rsvd[2] || d.cmd_va % REFNPU_CMD_ALIGN ||
-	    d.cmd_size % REFNPU_CMD_ALIGN || d.cmd_size > REFNPU_CMDBUF_MAX_SIZE) {
-		res.status = REFNPU_ERR_BAD_DESCRIPTOR;
+	res.status = refnpu_job_desc_check(&d);
+	if (res.status) {
 		res.fault_flags = REFNPU_FAULT_F_RING;
 		goto complete;
 	}
@@ -657,6 +625,7 @@ static void virt_queue_reset_locked(struct refnpu_virt_queue *q)
 	q->last_seq = 0;
 	q->watchdog_ms = 0;
 	memset(&q->dbg, 0, sizeof(q->dbg));
+	refnpu_tlb_flush(&q->tlb);
 }
 
 /* Reset the global registers; v->lock held, every queue idle. */
@@ -672,6 +641,7 @@ static void virt_global_reset_locked(struct refnpu_virt *v)
 	v->fault_seq = 0;
 	v->scratch = 0;
 	v->irq_pending = 0;
+	atomic_inc(&v->tlb_gen);
 }
 
 /* Worker: carry out a requested reset; q->lock held. */
@@ -711,7 +681,7 @@ static void virt_queue_work(struct work_struct *work)
 		}
 		if (q->stop || !(q->ctrl & REFNPU_Q_CTRL_ENABLE) || q->error)
 			break;
-		if (!virt_ring_valid(q)) {
+		if (!refnpu_ring_valid(q->ring_base, q->ring_size, q->tail)) {
 			u64 base = q->ring_base;
 
 			q->error = REFNPU_ERR_RING;
@@ -895,7 +865,7 @@ static u32 virt_read32(struct refnpu_hwif *hw, u32 addr)
 		ts = virt_now(v);
 		return upper_32_bits(ts);
 	case REFNPU_REG_TLB_INVALIDATE:
-		/* No TLB: translations are walked on every access. */
+		/* Invalidation completes before the write returns. */
 		return 0;
 	default:
 		break;
@@ -1053,6 +1023,8 @@ static void virt_write32(struct refnpu_hwif *hw, u32 addr, u32 val)
 			virt_request_reset(v);
 		return;
 	case REFNPU_REG_TLB_INVALIDATE:
+		/* Per-context invalidation drops every context: always correct. */
+		atomic_inc(&v->tlb_gen);
 		return;
 	case REFNPU_REG_DBG_SPURIOUS_IRQ:
 		if ((v->caps & REFNPU_CAP_FAULT_INJECT) &&
@@ -1078,13 +1050,16 @@ static void virt_write32(struct refnpu_hwif *hw, u32 addr, u32 val)
 		break;
 	case REFNPU_REG_CTX_TABLE_BASE:
 		v->ctx_table_base = (v->ctx_table_base & GENMASK_ULL(63, 32)) | val;
+		atomic_inc(&v->tlb_gen);
 		break;
 	case REFNPU_REG_CTX_TABLE_BASE + 4:
 		v->ctx_table_base = lower_32_bits(v->ctx_table_base) |
 				    (u64)val << 32;
+		atomic_inc(&v->tlb_gen);
 		break;
 	case REFNPU_REG_CTX_TABLE_COUNT:
 		v->ctx_table_count = min_t(u32, val, REFNPU_MAX_CONTEXTS);
+		atomic_inc(&v->tlb_gen);
 		break;
 	case REFNPU_REG_FAULT_ACK:
 		if (val & REFNPU_FAULT_ACK_GO) {

@@ -7,7 +7,8 @@
 # (qemu_<ver>+ds.orig.tar.xz), verified against the SHA256 that
 # `apt-cache showsrc qemu` lists, cached and unpacked once under
 # ${REFNPU_CACHE:-/var/cache/refnpu}/qemu/.  The device sources from this
-# repository (qemu/device/ and the shared kernel/hw/ files) are synced into
+# repository (qemu/device/ and the shared kernel/hw/ files: the specification
+# header, the compute engine and the MMU walk) are synced into
 # the tree's hw/misc/refnpu/ on every run, copying only files that changed so
 # that ninja rebuilds only the device.  The qtest in tests/qtest/ is synced
 # into the tree's tests/qtest/ in the same way.
@@ -181,7 +182,8 @@ mkdir -p "$devdir"
 for f in "$here"/device/*; do
 	[ -f "$f" ] && sync_file "$f" "$devdir/$(basename "$f")"
 done
-for f in refnpu_hw.h refnpu_engine.h refnpu_engine.c; do
+for f in refnpu_hw.h refnpu_engine.h refnpu_engine.c refnpu_mmu_walk.h \
+	refnpu_mmu_walk.c; do
 	[ -f "$repo/kernel/hw/$f" ] || die "kernel/hw/$f missing"
 	sync_file "$repo/kernel/hw/$f" "$devdir/$f"
 done

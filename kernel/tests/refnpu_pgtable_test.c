@@ -19,6 +19,7 @@
 #include "refnpu_drv.h"
 #include "refnpu_kunit.h"
 #include "refnpu_mmu.h"
+#include "refnpu_mmu_walk.h"
 
 #define PTE_RW		(REFNPU_PTE_VALID | REFNPU_PTE_READ | REFNPU_PTE_WRITE)
 #define PTE_RO		(REFNPU_PTE_VALID | REFNPU_PTE_READ)
@@ -63,28 +64,24 @@ static struct list_head *pgt_freelist(struct refnpu_pgtable *pgt)
 	return &container_of(pgt, struct pgt_fixture, pgt)->freelist;
 }
 
-/* Walk the tree like the device: from the root's bus address down. */
+static int pgt_read64(void *opaque, u64 addr, u64 *val)
+{
+	struct refnpu_pgtable *pgt = opaque;
+	__le64 *entry = phys_to_virt(dma_to_phys(pgt->dev, addr));
+
+	*val = le64_to_cpu(*entry);
+	return 0;
+}
+
+/* Walk the tree with the device's own walker, from the root's bus address. */
 static u64 pgt_hw_walk(struct refnpu_pgtable *pgt, u64 va, unsigned int *level)
 {
-	u64 table = pgt->root->dma;
-	int l;
+	struct refnpu_mmu_leaf leaf;
 
-	if (va >= REFNPU_VA_LIMIT)
+	if (refnpu_mmu_walk(pgt->root->dma, va, pgt_read64, pgt, &leaf))
 		return 0;
-	for (l = REFNPU_PT_LEVELS - 1; l >= 0; l--) {
-		__le64 *entries = phys_to_virt(dma_to_phys(pgt->dev, table));
-		u64 pte = le64_to_cpu(entries[REFNPU_PT_INDEX(va, l)]);
-
-		if (!(pte & REFNPU_PTE_VALID))
-			return 0;
-		if (!l || (l == 1 && (pte & REFNPU_PTE_LEAF))) {
-			*level = l;
-			return pte;
-		}
-		table = pte & REFNPU_PTE_ADDR_MASK;
-	}
-
-	return 0;
+	*level = leaf.level;
+	return leaf.pte;
 }
 
 /* @va must translate to @addr with @prot at @level, seen both ways. */

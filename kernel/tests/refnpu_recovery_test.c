@@ -572,12 +572,83 @@ static void mmu_fault_never_bans(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, rec_nop(test, f->filp, f->cmd), 0);
 }
 
+/* Point the level-0 entry of @va at bus address @addr, behind the driver. */
+static void mmu_repoint(struct refnpu_ctx *ctx, u64 va, u64 addr)
+{
+	LIST_HEAD(freelist);
+
+	mutex_lock(&ctx->vm_lock);
+	refnpu_pgtable_unmap(&ctx->pgt, va, SZ_4K, &freelist);
+	WARN_ON(refnpu_pgtable_map(&ctx->pgt, va, addr, SZ_4K, true));
+	mutex_unlock(&ctx->vm_lock);
+	/* Tables emptied by the unmap; the device never cached those. */
+	refnpu_pgtable_free_tables(&ctx->pgt, &freelist);
+}
+
+/*
+ * The virtual device caches translations like the QEMU model (a TLB per
+ * queue), so a driver that changes a page-table entry without invalidating
+ * the TLB sees the old translation used, instead of getting away with it.
+ */
+static void mmu_tlb_needs_invalidation(struct kunit *test)
+{
+	struct rec_fixture *f = test->priv;
+	u32 a, b, cmd;
+	u64 va_a, va_b, pa_a, pa_b;
+	u8 *bytes_a, *bytes_b;
+	s32 status;
+	void *p;
+
+	KUNIT_ASSERT_EQ(test, refnpu_test_bo(test, f->filp, SZ_4K, 0, &a, &va_a),
+			0);
+	KUNIT_ASSERT_EQ(test, refnpu_test_bo(test, f->filp, SZ_4K, 0, &b, &va_b),
+			0);
+	bytes_a = refnpu_test_bo_map(test, f->filp, a);
+	bytes_b = refnpu_test_bo_map(test, f->filp, b);
+	cmd = mmu_cmd(test, &p);
+	pa_a = refnpu_pgtable_lookup(&f->ctx->pgt, va_a, NULL) & REFNPU_PTE_ADDR_MASK;
+	pa_b = refnpu_pgtable_lookup(&f->ctx->pgt, va_b, NULL) & REFNPU_PTE_ADDR_MASK;
+	KUNIT_ASSERT_NE(test, pa_a, 0ULL);
+	KUNIT_ASSERT_NE(test, pa_b, 0ULL);
+
+	/* Warm the queue's TLB with va_a -> A. */
+	refnpu_test_cmd_fill(p, va_a, 0, 1, 64, 0x11, 1);
+	KUNIT_ASSERT_EQ(test, refnpu_test_run(test, f->filp, 0, cmd,
+					      REFNPU_CMD_FILL_SIZE, &status), 0);
+	KUNIT_ASSERT_EQ(test, status, 0);
+	KUNIT_EXPECT_EQ(test, bytes_a[0], 0x11);
+
+	/* Re-point va_a at B's page without invalidating: A is still used. */
+	mmu_repoint(f->ctx, va_a, pa_b);
+	refnpu_test_cmd_fill(p, va_a, 0, 1, 64, 0x22, 1);
+	KUNIT_ASSERT_EQ(test, refnpu_test_run(test, f->filp, 0, cmd,
+					      REFNPU_CMD_FILL_SIZE, &status), 0);
+	KUNIT_EXPECT_EQ(test, status, 0);
+	KUNIT_EXPECT_EQ_MSG(test, bytes_a[0], 0x22, "no stale translation used");
+	KUNIT_EXPECT_EQ(test, bytes_b[0], 0);
+
+	/* After the invalidation the new entry is walked. */
+	refnpu_test_reg_write(f->rdev, REFNPU_REG_TLB_INVALIDATE, f->ctx->id);
+	refnpu_test_cmd_fill(p, va_a, 0, 1, 64, 0x33, 1);
+	KUNIT_ASSERT_EQ(test, refnpu_test_run(test, f->filp, 0, cmd,
+					      REFNPU_CMD_FILL_SIZE, &status), 0);
+	KUNIT_EXPECT_EQ(test, status, 0);
+	KUNIT_EXPECT_EQ(test, bytes_a[0], 0x22);
+	KUNIT_EXPECT_EQ(test, bytes_b[0], 0x33);
+
+	/* Put A back, as the driver would: with an invalidation. */
+	mmu_repoint(f->ctx, va_a, pa_a);
+	refnpu_test_reg_write(f->rdev, REFNPU_REG_TLB_INVALIDATE,
+			      REFNPU_TLB_INV_ALL);
+}
+
 static struct kunit_case refnpu_mmu_fault_cases[] = {
 	KUNIT_CASE(mmu_fault_unmapped_read),
 	KUNIT_CASE(mmu_fault_write_read_only),
 	KUNIT_CASE(mmu_fault_injected),
 	KUNIT_CASE(mmu_fault_after_unmap),
 	KUNIT_CASE(mmu_fault_never_bans),
+	KUNIT_CASE(mmu_tlb_needs_invalidation),
 	{}
 };
 

@@ -56,13 +56,11 @@
 
 #include "refnpu_hw.h"
 #include "refnpu_engine.h"
+#include "refnpu_mmu_walk.h"
 #include "refnpu-gemm.h"
 
 #define TYPE_REFNPU "refnpu"
 OBJECT_DECLARE_SIMPLE_TYPE(RefnpuState, REFNPU)
-
-/* Software TLB of each queue: direct-mapped, 4 KiB granule index. */
-#define REFNPU_TLB_ENTRIES 64
 
 /* Largest B operand the GEMM fast path gathers into host memory. */
 #define REFNPU_FAST_GEMM_MAX_B (256 * MiB)
@@ -78,16 +76,6 @@ typedef struct RefnpuScratch {
     void *p;
     size_t size;
 } RefnpuScratch;
-
-typedef struct RefnpuTlbEntry {
-    bool valid;
-    bool write;             /* leaf grants write */
-    bool read;              /* leaf grants read */
-    uint32_t ctx;
-    uint64_t va;            /* page base */
-    uint64_t mask;          /* page size - 1 */
-    uint64_t pa;            /* bus address of the page base */
-} RefnpuTlbEntry;
 
 /* One-shot fault injections latched when a job is fetched. */
 typedef struct RefnpuInject {
@@ -141,8 +129,7 @@ typedef struct RefnpuQueue {
 
     /* Worker-private */
     bool dma_bql;           /* behind a vIOMMU: DMA under the BQL */
-    RefnpuTlbEntry tlb[REFNPU_TLB_ENTRIES];
-    uint32_t tlb_gen;
+    struct refnpu_tlb tlb;  /* refnpu_mmu_walk.c's software TLB */
     RefnpuJob job;
     RefnpuScratch gemm_a, gemm_b, gemm_c;
 } RefnpuQueue;
@@ -312,11 +299,6 @@ static void refnpu_record_fault(RefnpuState *s, unsigned queue, uint32_t code,
  * Device MMU
  */
 
-static void refnpu_tlb_flush(RefnpuQueue *q)
-{
-    memset(q->tlb, 0, sizeof(q->tlb));
-}
-
 static void refnpu_tlb_invalidate_all(RefnpuState *s)
 {
     qatomic_inc(&s->tlb_gen);
@@ -337,86 +319,47 @@ static uint32_t refnpu_job_check(RefnpuJob *job)
     return REFNPU_ERR_NONE;
 }
 
+/* Page-table reads of the shared walker (refnpu_mmu_walk.c). */
+static int refnpu_read64(void *opaque, __u64 addr, __u64 *val)
+{
+    RefnpuQueue *q = opaque;
+    uint64_t le;
+    MemTxResult r = refnpu_dma_rw(q, addr, &le, sizeof(le),
+                                  DMA_DIRECTION_TO_DEVICE);
+
+    if (r != MEMTX_OK) {
+        qemu_log_mask(LOG_GUEST_ERROR,
+                      "refnpu: page walk read at 0x%" PRIx64
+                      " failed (%d)\n", (uint64_t)addr, r);
+        return -1;
+    }
+    *val = le64_to_cpu(le);
+    return 0;
+}
+
 /*
- * Translate @va in the job's context for a read or a write.  On success
- * returns REFNPU_ERR_NONE with the bus address in *@pa and the number of
- * bytes up to the end of the page in *@room.
+ * Translate @va in the job's context for a read or a write, through the
+ * queue's TLB.  On success returns REFNPU_ERR_NONE with the bus address in
+ * *@pa and the number of bytes up to the end of the page in *@room.
  */
 static uint32_t refnpu_translate(RefnpuJob *job, uint64_t va, bool write,
                                  dma_addr_t *pa, uint64_t *room)
 {
     RefnpuQueue *q = job->q;
-    RefnpuState *s = q->s;
-    uint32_t gen = qatomic_read(&s->tlb_gen);
-    RefnpuTlbEntry *e;
-    uint64_t table, pte = 0;
-    int level;
+    __u64 addr = 0, left = 0;
+    uint32_t st;
 
-    if (va >= REFNPU_VA_LIMIT) {
-        return REFNPU_ERR_MMU_UNMAPPED;
-    }
     if ((job->inj.bits & REFNPU_DBG_INJECT_MMU_FAULT) &&
         (va >> REFNPU_PAGE_SHIFT) ==
         (job->inj.fault_va >> REFNPU_PAGE_SHIFT)) {
         return REFNPU_ERR_MMU_UNMAPPED;
     }
-
-    if (gen != q->tlb_gen) {
-        refnpu_tlb_flush(q);
-        q->tlb_gen = gen;
-    }
-    e = &q->tlb[(va >> REFNPU_PAGE_SHIFT) % REFNPU_TLB_ENTRIES];
-    if (!e->valid || e->ctx != job->ctx || (va & ~e->mask) != e->va) {
-        uint64_t size = REFNPU_PAGE_SIZE;
-
-        table = job->pt_root;
-        for (level = REFNPU_PT_LEVELS - 1; level >= 0; level--) {
-            dma_addr_t addr = table + REFNPU_PT_INDEX(va, level) *
-                              REFNPU_PTE_SIZE;
-            MemTxResult r = refnpu_dma_rw(q, addr, &pte, sizeof(pte),
-                                          DMA_DIRECTION_TO_DEVICE);
-
-            pte = le64_to_cpu(pte);
-
-            if (r != MEMTX_OK) {
-                qemu_log_mask(LOG_GUEST_ERROR,
-                              "refnpu: page walk read at 0x%" PRIx64
-                              " failed (%d)\n", (uint64_t)addr, r);
-                return REFNPU_ERR_MMU_WALK;
-            }
-            if (!(pte & REFNPU_PTE_VALID)) {
-                return REFNPU_ERR_MMU_UNMAPPED;
-            }
-            if (pte & REFNPU_PTE_RSVD_MASK) {
-                return REFNPU_ERR_MMU_WALK;
-            }
-            if (level == 1 && (pte & REFNPU_PTE_LEAF)) {
-                if (pte & REFNPU_PTE_ADDR_MASK & ~REFNPU_PTE_HUGE_ADDR_MASK) {
-                    return REFNPU_ERR_MMU_WALK;
-                }
-                size = REFNPU_HUGE_PAGE_SIZE;
-                break;
-            }
-            if (level != 1 && level != 0 && (pte & REFNPU_PTE_LEAF)) {
-                return REFNPU_ERR_MMU_WALK;
-            }
-            table = pte & REFNPU_PTE_ADDR_MASK;
-        }
-        e->valid = true;
-        e->ctx = job->ctx;
-        e->mask = size - 1;
-        e->va = va & ~e->mask;
-        e->pa = pte & (size == REFNPU_PAGE_SIZE ? REFNPU_PTE_ADDR_MASK :
-                       REFNPU_PTE_HUGE_ADDR_MASK);
-        e->read = pte & REFNPU_PTE_READ;
-        e->write = pte & REFNPU_PTE_WRITE;
-    }
-    if (write ? !e->write : !e->read) {
-        return write ? REFNPU_ERR_MMU_WRITE_PERM : REFNPU_ERR_MMU_READ_PERM;
-    }
-    *pa = e->pa + (va & e->mask);
-    *room = e->mask + 1 - (va & e->mask);
-    return REFNPU_ERR_NONE;
+    st = refnpu_mmu_translate(&q->tlb, qatomic_read(&q->s->tlb_gen),
+                              job->ctx, job->pt_root, va, write,
+                              refnpu_read64, q, &addr, &left);
+    *pa = addr;
+    *room = left;
+    return st;
 }
 
 /* Copy between device VA space and @buf, page by page. */
@@ -723,15 +666,6 @@ static uint32_t refnpu_stray_dma(RefnpuQueue *q, uint64_t addr)
     return REFNPU_ERR_NONE;
 }
 
-static bool refnpu_ring_valid(RefnpuQueue *q)
-{
-    return is_power_of_2(q->ring_size) &&
-           q->ring_size >= REFNPU_RING_MIN_ENTRIES &&
-           q->ring_size <= REFNPU_RING_MAX_ENTRIES &&
-           !(q->ring_base % REFNPU_RING_ALIGN) &&
-           q->tail < q->ring_size;
-}
-
 /*
  * Run the descriptor at ring index @idx.  Returns false when the queue
  * halted (the descriptor is not consumed).
@@ -792,11 +726,8 @@ static bool refnpu_run_job(RefnpuQueue *q, uint32_t idx,
     comp.seq = d.seq;
     comp.ctx_id = d.ctx_id;
 
-    if ((d.flags & ~REFNPU_JOB_F_VALID_MASK) ||
-        d.rsvd[0] || d.rsvd[1] || d.rsvd[2] ||
-        d.cmd_va % REFNPU_CMD_ALIGN || d.cmd_size % REFNPU_CMD_ALIGN ||
-        d.cmd_size > REFNPU_CMDBUF_MAX_SIZE) {
-        res.status = REFNPU_ERR_BAD_DESCRIPTOR;
+    res.status = refnpu_job_desc_check(&d);
+    if (res.status) {
         res.fault_flags = REFNPU_FAULT_F_RING;
         goto complete;
     }
@@ -822,10 +753,8 @@ static bool refnpu_run_job(RefnpuQueue *q, uint32_t idx,
     ce.pt_root = le64_to_cpu(ce.pt_root);
     ce.flags = le32_to_cpu(ce.flags);
     ce.rsvd = le32_to_cpu(ce.rsvd);
-    if (!(ce.flags & REFNPU_CTX_F_VALID) ||
-        (ce.flags & ~REFNPU_CTX_F_VALID) || ce.rsvd ||
-        (ce.pt_root & (REFNPU_PAGE_SIZE - 1))) {
-        res.status = REFNPU_ERR_INVALID_CONTEXT;
+    res.status = refnpu_ctx_entry_check(&ce);
+    if (res.status) {
         res.fault_flags = REFNPU_FAULT_F_RING;
         goto complete;
     }
@@ -919,7 +848,7 @@ static void refnpu_queue_reset_locked(RefnpuQueue *q)
     q->dbg_delay_us = 0;
     q->dbg_fault_va = 0;
     q->kicked = false;
-    refnpu_tlb_flush(q);
+    refnpu_tlb_flush(&q->tlb);
 }
 
 /* Reset the global registers; s->lock held, every queue idle. */
@@ -982,7 +911,7 @@ static void *refnpu_queue_thread(void *opaque)
             qemu_cond_wait(&q->cond, &q->lock);
             continue;
         }
-        if (!refnpu_ring_valid(q)) {
+        if (!refnpu_ring_valid(q->ring_base, q->ring_size, q->tail)) {
             uint64_t base = q->ring_base;
 
             q->error = REFNPU_ERR_RING;
