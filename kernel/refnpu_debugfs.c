@@ -10,7 +10,9 @@
  *   reset      write 1 to reset the device (jobs in flight are resubmitted)
  *   inject     write "<queue> <flags> [<error> [<delay_us> [<fault_va>]]]"
  *              to arm fault injection (REFNPU_DBG_INJECT_* flags) for the
- *              next job of a queue, when the device supports it
+ *              next job of a queue, or "spurious <vector>" to make the
+ *              device send an interrupt with nothing behind it (vector 0:
+ *              error, 1 + q: queue q), when the device supports it
  */
 
 #include <linux/debugfs.h>
@@ -87,9 +89,10 @@ static int refnpu_debugfs_counters(struct seq_file *m, void *unused)
 {
 	struct refnpu_device *rdev = to_refnpu(((struct drm_debugfs_entry *)m->private)->dev);
 
-	seq_printf(m, "device_resets %lld\nfaults %lld\n",
+	seq_printf(m, "device_resets %lld\nfaults %lld\nspurious_irqs %lld\n",
 		   atomic64_read(&rdev->device_resets),
-		   atomic64_read(&rdev->mmu_faults));
+		   atomic64_read(&rdev->mmu_faults),
+		   atomic64_read(&rdev->spurious_irqs));
 	return 0;
 }
 
@@ -137,6 +140,25 @@ static const struct file_operations refnpu_debugfs_reset_fops = {
 	.write = refnpu_debugfs_reset_write,
 };
 
+/* "spurious <vector>": an interrupt with nothing behind it, right now. */
+static int refnpu_debugfs_spurious_irq(struct refnpu_device *rdev, char *arg)
+{
+	unsigned int vector;
+	int ret, idx;
+
+	ret = kstrtouint(strim(arg), 0, &vector);
+	if (ret)
+		return ret;
+
+	if (!drm_dev_enter(&rdev->drm, &idx))
+		return -ENODEV;
+	ret = rdev->hw_ops->spurious_irq ?
+	      rdev->hw_ops->spurious_irq(rdev, vector) : -EOPNOTSUPP;
+	drm_dev_exit(idx);
+
+	return ret;
+}
+
 static ssize_t refnpu_debugfs_inject_write(struct file *file,
 					   const char __user *ubuf,
 					   size_t count, loff_t *pos)
@@ -153,6 +175,12 @@ static ssize_t refnpu_debugfs_inject_write(struct file *file,
 	if (copy_from_user(buf, ubuf, count))
 		return -EFAULT;
 	buf[count] = '\0';
+
+	s = skip_spaces(buf);
+	if (str_has_prefix(s, "spurious ")) {
+		ret = refnpu_debugfs_spurious_irq(rdev, s + strlen("spurious "));
+		return ret ? ret : count;
+	}
 
 	while ((tok = strsep(&s, " \t\n")) && n < ARRAY_SIZE(vals)) {
 		if (!*tok)

@@ -157,6 +157,8 @@ struct refnpu_queue {
  * @reset_lock: serialises queue and device resets
  * @device_resets: number of device resets
  * @mmu_faults: number of device MMU faults reported
+ * @spurious_irqs: interrupts that found nothing to do: spurious ones, or
+ *	ones whose completions an earlier interrupt already reported
  * @fault_rs: rate limit of fault reports
  * @reset_wq: ordered workqueue running timeouts and resets
  * @reset_work: device reset requested through debugfs
@@ -177,6 +179,7 @@ struct refnpu_device {
 	struct mutex reset_lock; /* serialises resets */
 	atomic64_t device_resets;
 	atomic64_t mmu_faults;
+	atomic64_t spurious_irqs;
 	struct ratelimit_state fault_rs;
 	struct workqueue_struct *reset_wq;
 	struct work_struct reset_work;

@@ -110,6 +110,9 @@ struct refnpu_hw_inject {
  * @timestamp: read the device's timestamp counter.
  * @inject: arm fault injection for the next job of a queue; -EOPNOTSUPP
  *	when the device has no fault injection.
+ * @spurious_irq: make the device send interrupt @vector (0: error, 1 + q:
+ *	queue q) with nothing behind it; -EOPNOTSUPP without fault injection,
+ *	-EINVAL for a vector the device does not have.
  * @show: print the device's registers, for debugfs.
  */
 struct refnpu_hw_ops {
@@ -126,6 +129,7 @@ struct refnpu_hw_ops {
 	u64 (*timestamp)(struct refnpu_device *rdev);
 	int (*inject)(struct refnpu_device *rdev, unsigned int queue,
 		      const struct refnpu_hw_inject *inj);
+	int (*spurious_irq)(struct refnpu_device *rdev, unsigned int vector);
 	void (*show)(struct refnpu_device *rdev, struct drm_printer *p);
 };
 

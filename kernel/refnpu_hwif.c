@@ -181,6 +181,8 @@ irqreturn_t refnpu_hwif_queue_irq(struct refnpu_hwif *hw, unsigned int queue)
 
 	refnpu_dbg(hw->rdev, IRQ, "queue %u interrupt%s\n", queue,
 		   any ? "" : " (spurious)");
+	if (!any)
+		atomic64_inc(&hw->rdev->spurious_irqs);
 
 	return any ? IRQ_HANDLED : IRQ_NONE;
 }
@@ -234,6 +236,9 @@ irqreturn_t refnpu_hwif_error_irq(struct refnpu_hwif *hw)
 			handled = true;
 		}
 	}
+
+	if (!handled)
+		atomic64_inc(&rdev->spurious_irqs);
 
 	return handled ? IRQ_HANDLED : IRQ_NONE;
 }
@@ -487,6 +492,20 @@ static int hwif_inject(struct refnpu_device *rdev, unsigned int q,
 	return 0;
 }
 
+static int hwif_spurious_irq(struct refnpu_device *rdev, unsigned int vector)
+{
+	struct refnpu_hwif *hw = to_hwif(rdev);
+
+	if (!(hw->caps & REFNPU_CAP_FAULT_INJECT))
+		return -EOPNOTSUPP;
+	if (vector >= REFNPU_MSIX_NUM_VECTORS(hw->num_queues))
+		return -EINVAL;
+
+	hwif_write(hw, REFNPU_REG_DBG_SPURIOUS_IRQ, vector);
+
+	return 0;
+}
+
 static void hwif_show(struct refnpu_device *rdev, struct drm_printer *p)
 {
 	struct refnpu_hwif *hw = to_hwif(rdev);
@@ -524,5 +543,6 @@ const struct refnpu_hw_ops refnpu_hwif_ops = {
 	.reset = hwif_reset,
 	.timestamp = hwif_timestamp,
 	.inject = hwif_inject,
+	.spurious_irq = hwif_spurious_irq,
 	.show = hwif_show,
 };

@@ -15,6 +15,8 @@
 
 #include <linux/completion.h>
 #include <linux/delay.h>
+#include <linux/file.h>
+#include <linux/fs.h>
 #include <linux/jiffies.h>
 #include <linux/workqueue.h>
 #include <linux/sizes.h>
@@ -240,6 +242,7 @@ static void recovery_spurious_interrupts(struct kunit *test)
 			      REFNPU_MSIX_VEC_QUEUE(0));
 	refnpu_test_reg_write(f->rdev, REFNPU_REG_DBG_SPURIOUS_IRQ,
 			      REFNPU_MSIX_VEC_QUEUE(1));
+	KUNIT_EXPECT_EQ(test, wait_stat(&f->rdev->spurious_irqs, 3), 3LL);
 	msleep(20);
 
 	KUNIT_EXPECT_EQ(test, stat(&q->stats.completed), 0LL);
@@ -248,6 +251,62 @@ static void recovery_spurious_interrupts(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, stat(&q->stats.completed), 1LL);
 	KUNIT_EXPECT_EQ(test, stat(&q->stats.failed), 0LL);
 	KUNIT_EXPECT_EQ(test, stat(&q->stats.lost_irqs), 0LL);
+}
+
+/* Write @text to the device's debugfs "inject" file, as a shell would. */
+static ssize_t rec_debugfs_inject(struct kunit *test, const char *text)
+{
+	struct rec_fixture *f = test->priv;
+	size_t len = strlen(text);
+	struct file *filp;
+	char path[96];
+	loff_t pos = 0;
+	ssize_t ret;
+	u64 ubuf;
+
+	snprintf(path, sizeof(path), "/sys/kernel/debug/accel/%s/inject",
+		 f->rdev->drm.unique);
+	ubuf = refnpu_test_user(test, 1, text, len);
+	filp = filp_open(path, O_WRONLY, 0);
+	if (IS_ERR(filp))
+		kunit_skip(test, "cannot open %s (%ld): debugfs not mounted",
+			   path, PTR_ERR(filp));
+	/* vfs_write() is not exported: call the file's write as it would. */
+	ret = filp->f_op->write ?
+	      filp->f_op->write(filp, u64_to_user_ptr(ubuf), len, &pos) :
+	      -EINVAL;
+	fput(filp);
+
+	return ret;
+}
+
+static void recovery_debugfs_spurious_irq(struct kunit *test)
+{
+	struct rec_fixture *f = test->priv;
+	struct refnpu_queue *q = &f->rdev->queues[0];
+	char bad[32];
+
+	/* The error vector and both queues' vectors, through debugfs. */
+	KUNIT_EXPECT_EQ(test, rec_debugfs_inject(test, "spurious 0\n"), 11);
+	KUNIT_EXPECT_EQ(test, rec_debugfs_inject(test, "spurious 1"), 10);
+	KUNIT_EXPECT_EQ(test, rec_debugfs_inject(test, " spurious 0x2\n"), 14);
+	KUNIT_EXPECT_EQ(test, wait_stat(&f->rdev->spurious_irqs, 3), 3LL);
+
+	/* Vectors the device does not have, and no vector at all. */
+	snprintf(bad, sizeof(bad), "spurious %u",
+		 REFNPU_MSIX_NUM_VECTORS(f->rdev->info.num_queues));
+	KUNIT_EXPECT_EQ(test, rec_debugfs_inject(test, bad), (ssize_t)-EINVAL);
+	KUNIT_EXPECT_EQ(test, rec_debugfs_inject(test, "spurious x"),
+			(ssize_t)-EINVAL);
+
+	/* Nothing was behind them, and the device works on. */
+	msleep(20);
+	KUNIT_EXPECT_EQ(test, stat(&f->rdev->spurious_irqs), 3LL);
+	KUNIT_EXPECT_EQ(test, stat(&f->rdev->mmu_faults), 0LL);
+	KUNIT_EXPECT_EQ(test, stat(&q->stats.completed), 0LL);
+	KUNIT_EXPECT_EQ(test, rec_nop(test, f->filp, f->cmd), 0);
+	KUNIT_EXPECT_EQ(test, stat(&q->stats.completed), 1LL);
+	KUNIT_EXPECT_EQ(test, stat(&q->stats.failed), 0LL);
 }
 
 static void recovery_injected_errors(struct kunit *test)
@@ -393,6 +452,7 @@ static struct kunit_case refnpu_recovery_cases[] = {
 	KUNIT_CASE_SLOW(recovery_ban_after_hang_limit),
 	KUNIT_CASE_SLOW(recovery_lost_interrupt),
 	KUNIT_CASE(recovery_spurious_interrupts),
+	KUNIT_CASE(recovery_debugfs_spurious_irq),
 	KUNIT_CASE(recovery_injected_errors),
 	KUNIT_CASE(recovery_delay_is_device_time),
 	KUNIT_CASE(recovery_device_reset_resubmits),
