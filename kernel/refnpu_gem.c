@@ -80,6 +80,38 @@ static void refnpu_gem_free(struct drm_gem_object *obj)
 	drm_gem_shmem_free(&bo->base);
 }
 
+/*
+ * The exporter mapped an imported BO's pages for our device, and keeps that
+ * mapping cached in the attachment until it is detached (exporters set
+ * cache_sgt_mapping), so unmapping it is not enough. Swap the attachment
+ * for a new one that was never mapped, and detach the old one: the mapping
+ * goes now, while the BO keeps a valid attachment (and its reference on
+ * the dma-buf) until drm_prime_gem_destroy() detaches it at free time.
+ */
+static void refnpu_gem_unplug_import(struct refnpu_bo *bo)
+{
+	struct drm_gem_object *obj = &bo->base.base;
+	struct dma_buf_attachment *old = obj->import_attach, *new;
+	struct dma_buf *dmabuf = old->dmabuf;
+
+	new = dma_buf_attach(dmabuf, old->dev);
+	if (IS_ERR(new)) {
+		drm_warn(obj->dev, "cannot release an import's DMA mapping: %pe\n",
+			 new);
+		return;
+	}
+
+	mutex_lock(&bo->lock);
+	if (bo->base.sgt)
+		dma_buf_unmap_attachment_unlocked(old, bo->base.sgt,
+						  DMA_BIDIRECTIONAL);
+	bo->base.sgt = NULL;
+	WRITE_ONCE(obj->import_attach, new);
+	mutex_unlock(&bo->lock);
+
+	dma_buf_detach(dmabuf, old);
+}
+
 /**
  * refnpu_gem_unplug() - release every BO's DMA mapping of a removed device
  * @rdev: device, unplugged and quiesced
@@ -87,8 +119,9 @@ static void refnpu_gem_free(struct drm_gem_object *obj)
  * BOs of files still open outlive the device, but their DMA mappings must
  * not outlive the driver's binding to it (with an IOMMU, the translations
  * would dangle). The pages stay: user space can still read them through
- * its CPU mappings until it closes the file. Imported BOs are mapped by
- * their exporter's attachment and are released with the BO.
+ * its CPU mappings until it closes the file. Imported BOs give their
+ * attachment's mapping back to the exporter; the attachment itself goes
+ * with the BO.
  */
 void refnpu_gem_unplug(struct refnpu_device *rdev)
 {
@@ -98,8 +131,10 @@ void refnpu_gem_unplug(struct refnpu_device *rdev)
 	list_for_each_entry(bo, &rdev->bo_list, link) {
 		struct drm_gem_shmem_object *shmem = &bo->base;
 
-		if (drm_gem_is_imported(&shmem->base))
+		if (drm_gem_is_imported(&shmem->base)) {
+			refnpu_gem_unplug_import(bo);
 			continue;
+		}
 		dma_resv_lock(shmem->base.resv, NULL);
 		if (shmem->sgt) {
 			dma_unmap_sgtable(rdev->drm.dev, shmem->sgt,
