@@ -1982,4 +1982,123 @@ TEST_F(DmaBuf, StrayDeviceDmaLandsWithoutAnIommu)
 	EXPECT_TRUE(all_u32(dst.bytes(), kPage, 0x2badd00d));
 }
 
+/* ---- device removal -------------------------------------------------------- */
+
+/*
+ * Unbinding the device while its BOs are exported to vgem, imported from
+ * udmabuf and vgem and made from user memory (read-write and read-only), with a
+ * job in flight: the job ends, every ioctl fails with -ENODEV, the CPU
+ * mappings keep working, and closing the file releases every page, pin
+ * and dma-buf. Under the debug kernel DMA-API debugging checks that no
+ * DMA mapping outlives the binding. It removes the device, so it runs
+ * only with REFNPU_DMABUF_UNPLUG=1, as the last command of a guest run.
+ */
+TEST_F(DmaBuf, ZzUnbindReleasesSharedAndUserMemory)
+{
+	const char *env = std::getenv("REFNPU_DMABUF_UNPLUG");
+	if (!env || std::string(env) != "1")
+		GTEST_SKIP() << "set REFNPU_DMABUF_UNPLUG=1 to remove the device";
+	const Node &n = nodes[0];
+	std::string name = fs::path(n.sysdev).filename().string();
+	std::string unbind = n.sysdev + "/driver/unbind";
+	bool userptr = n.caps & DRM_REFNPU_CAP_USERPTR;
+	const size_t size = 16 * kPage;
+	int base = dmabuf_count();
+	long pin0 = vm_pin_kb();
+	Fd vgem(open_vgem());
+	Fd file(open(n.path.c_str(), O_RDWR | O_CLOEXEC));
+	ASSERT_GE(file.get(), 0);
+
+	Anon rw(size), ro(size);
+	ASSERT_TRUE(rw.p && ro.p);
+	Bo up, upro, imp, ex;
+	if (userptr) {
+		ASSERT_EQ(up.userptr(file.get(), rw.p, size), 0);
+		ASSERT_EQ(mprotect(ro.p, size, PROT_READ), 0);
+		ASSERT_EQ(upro.userptr(file.get(), ro.p, size), 0);
+	}
+	Udmabuf u;
+	bool udmabuf = fs::exists("/dev/udmabuf");
+	if (udmabuf) {
+		ASSERT_EQ(u.create(size), 0);
+		ASSERT_EQ(imp.import(file.get(), u.dmabuf.get()), 0);
+	}
+	ASSERT_EQ(ex.create(file.get(), size), 0);
+	Fd exfd, vfd;
+	uint32_t vh = 0;
+	ASSERT_EQ(ex.export_fd(&exfd), 0);
+	VgemBo vb;
+	Bo vimp;
+	if (vgem.get() >= 0) {
+		ASSERT_EQ(drmPrimeFDToHandle(vgem.get(), exfd.get(), &vh), 0);
+		ASSERT_EQ(vb.create(vgem.get(), size), 0);
+		ASSERT_EQ(vb.export_fd(&vfd), 0);
+		ASSERT_EQ(vimp.import(file.get(), vfd.get()), 0);
+	}
+
+	/* A job (slow, when the device can delay it) using all of them. */
+	if (n.can_inject()) {
+		ASSERT_TRUE(n.inject(0, REFNPU_DBG_INJECT_DELAY, 300000));
+	}
+	Fd sf;
+	{
+		Job j(file.get());
+		CmdBuf cb;
+		cb.fill(ex.va, size, 0x600d600d);
+		j.write(ex.handle);
+		if (userptr) {
+			cb.fill(up.va, size, 0x600d600d).copy(ex.va, upro.va, kPage);
+			j.write(up.handle).read(upro.handle);
+		}
+		if (udmabuf) {
+			cb.fill(imp.va, size, 0x600d600d);
+			j.write(imp.handle);
+		}
+		if (vimp.handle) {
+			cb.fill(vimp.va, size, 0x600d600d);
+			j.write(vimp.handle);
+		}
+		ASSERT_EQ(j.submit(cb), 0);
+		int f = -1;
+		ASSERT_EQ(drmSyncobjExportSyncFile(file.get(), j.syncobj(), &f), 0);
+		sf.reset(f);
+	}
+
+	ASSERT_TRUE(write_text(unbind, name)) << "cannot unbind " << name;
+	EXPECT_EQ(poll_fd(sf.get(), POLLIN, 60000), POLLIN) << "the job's fence never signalled";
+	int st = sync_file_status(sf.get());
+	EXPECT_TRUE(st == 1 || st == -ENODEV) << st;
+	drm_refnpu_get_param p = {};
+	p.param = DRM_REFNPU_PARAM_NUM_QUEUES;
+	EXPECT_EQ(xioctl(file.get(), DRM_IOCTL_REFNPU_GET_PARAM, &p), -ENODEV);
+
+	/* CPU mappings outlive the device. */
+	ex.bytes()[0] = 0x42;
+	EXPECT_EQ(ex.bytes()[0], 0x42);
+	Map m;
+	ASSERT_EQ(m.map(exfd.get(), 0, size), 0);
+	EXPECT_EQ(m.get()[0], 0x42) << "the exported dma-buf still maps the BO";
+
+	/* Handles go with the file (GEM_CLOSE fails on a removed device). */
+	for (Bo *b : {&up, &upro, &imp, &ex, &vimp})
+		b->forget();
+	m.reset();
+	file.reset();
+	if (vh) {
+		drm_gem_close gc = {};
+		gc.handle = vh;
+		EXPECT_EQ(drmIoctl(vgem.get(), DRM_IOCTL_GEM_CLOSE, &gc), 0);
+	}
+	exfd.reset();
+	vfd.reset();
+	vb.close_handle();
+	u.dmabuf.reset();
+	if (pin0 >= 0) {
+		EXPECT_EQ(vm_pin_kb_settled(pin0), pin0) << "user pages stayed pinned";
+	}
+	if (base >= 0) {
+		EXPECT_EQ(dmabuf_count_settled(base), base) << "a dma-buf outlived everything";
+	}
+}
+
 } // namespace
