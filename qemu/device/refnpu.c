@@ -8,8 +8,9 @@
  *
  * Threading model:
  *  - MMIO handlers run on vCPU threads under the BQL.  They only update
- *    registers and, for a doorbell, schedule a guarded bottom half that
- *    wakes the queue's worker.
+ *    registers and, for a doorbell, wake the queue's worker by signalling
+ *    its condition variable (no bottom half in between: a doorbell costs
+ *    one thread wake-up, not a main-loop iteration as well).
  *  - Every hardware queue has a worker thread that fetches descriptors,
  *    walks the device page tables and runs the engine, outside the BQL.
  *    All of its memory accesses are DMA through refnpu_dma_rw() with the
@@ -102,7 +103,6 @@ typedef struct RefnpuQueue {
     QemuThread thread;
     QemuMutex lock;
     QemuCond cond;          /* worker wake-up, reset completion */
-    QEMUBH *doorbell_bh;
 
     /* Registers (lock) */
     uint64_t ring_base;
@@ -120,7 +120,6 @@ typedef struct RefnpuQueue {
 
     /* Worker state (lock) */
     bool busy;
-    bool kicked;
     bool reset_req;
     bool reset_global;      /* reset_req is part of a device reset */
     bool stop;
@@ -847,7 +846,6 @@ static void refnpu_queue_reset_locked(RefnpuQueue *q)
     q->dbg_error = 0;
     q->dbg_delay_us = 0;
     q->dbg_fault_va = 0;
-    q->kicked = false;
     refnpu_tlb_flush(&q->tlb);
 }
 
@@ -906,7 +904,6 @@ static void *refnpu_queue_thread(void *opaque)
         if (q->stop) {
             break;
         }
-        q->kicked = false;
         if (!(q->ctrl & REFNPU_Q_CTRL_ENABLE) || q->error) {
             qemu_cond_wait(&q->cond, &q->lock);
             continue;
@@ -948,16 +945,6 @@ static void *refnpu_queue_thread(void *opaque)
     qemu_cond_broadcast(&q->cond);
     qemu_mutex_unlock(&q->lock);
     return NULL;
-}
-
-static void refnpu_doorbell_bh(void *opaque)
-{
-    RefnpuQueue *q = opaque;
-
-    qemu_mutex_lock(&q->lock);
-    q->kicked = true;
-    qemu_cond_broadcast(&q->cond);
-    qemu_mutex_unlock(&q->lock);
 }
 
 /* Ask the worker of @q to abort its job and reset the queue. */
@@ -1199,11 +1186,11 @@ static void refnpu_queue_write32(RefnpuState *s, RefnpuQueue *q, hwaddr off,
         break;
     case REFNPU_Q_CTRL:
         q->ctrl = val & REFNPU_Q_CTRL_ENABLE;
-        qemu_bh_schedule(q->doorbell_bh);
+        qemu_cond_broadcast(&q->cond);
         break;
     case REFNPU_Q_TAIL:
         q->tail = val;
-        qemu_bh_schedule(q->doorbell_bh);
+        qemu_cond_broadcast(&q->cond);   /* the doorbell */
         break;
     case REFNPU_Q_RESET:
         if (val & REFNPU_Q_RESET_GO) {
@@ -1442,7 +1429,6 @@ static void refnpu_stop_queues(RefnpuState *s, unsigned n)
 
         refnpu_join_worker(q);
         refnpu_scratch_trim(q, true);
-        qemu_bh_delete(q->doorbell_bh);
         qemu_cond_destroy(&q->cond);
         qemu_mutex_destroy(&q->lock);
     }
@@ -1505,8 +1491,6 @@ static void refnpu_realize(PCIDevice *pdev, Error **errp)
         q->idx = i;
         qemu_mutex_init(&q->lock);
         qemu_cond_init(&q->cond);
-        q->doorbell_bh = qemu_bh_new_guarded(refnpu_doorbell_bh, q,
-                                             &dev->mem_reentrancy_guard);
         qemu_thread_create(&q->thread, name, refnpu_queue_thread, q,
                            QEMU_THREAD_JOINABLE);
     }
