@@ -106,13 +106,18 @@ static void refnpu_postclose(struct drm_device *drm, struct drm_file *file)
 	kfree(rfile);
 }
 
+/* The opcodes the device's capabilities back (hardware.rst, REG_CAPS). */
 static u64 refnpu_ops_mask(const struct refnpu_device_info *info)
 {
 	u64 mask = BIT_ULL(REFNPU_OP_NOP) | BIT_ULL(REFNPU_OP_COPY) |
-		   BIT_ULL(REFNPU_OP_FILL) | BIT_ULL(REFNPU_OP_GEMM) |
-		   BIT_ULL(REFNPU_OP_EWISE) | BIT_ULL(REFNPU_OP_ACT) |
-		   BIT_ULL(REFNPU_OP_SOFTMAX) | BIT_ULL(REFNPU_OP_LAYERNORM);
+		   BIT_ULL(REFNPU_OP_FILL);
 
+	if (info->caps & (REFNPU_CAP_FP32 | REFNPU_CAP_FP16 | REFNPU_CAP_BF16 |
+			  REFNPU_CAP_INT8))
+		mask |= BIT_ULL(REFNPU_OP_GEMM);
+	if (info->caps & REFNPU_CAP_FP32)
+		mask |= BIT_ULL(REFNPU_OP_EWISE) | BIT_ULL(REFNPU_OP_ACT) |
+			BIT_ULL(REFNPU_OP_SOFTMAX) | BIT_ULL(REFNPU_OP_LAYERNORM);
 	if (info->caps & REFNPU_CAP_CONV)
 		mask |= BIT_ULL(REFNPU_OP_CONV2D) | BIT_ULL(REFNPU_OP_POOL2D);
 

@@ -19,8 +19,11 @@
  * Threading: MMIO is a function call under the register locks. Each queue
  * runs its jobs on an unbound workqueue item; floating-point work runs
  * under kernel_fpu_begin() in chunks of REFNPU_ENGINE_CHUNK_WORK with a
- * rescheduling point between chunks. Locks: a queue's lock may be taken
- * before the device lock, never the reverse.
+ * rescheduling point between chunks. Where the kernel cannot use the FPU
+ * (no CONFIG_ARCH_HAS_KERNEL_FPU_SUPPORT) the engine is built without
+ * floating point and the device reports only the integer capabilities.
+ * Locks: a queue's lock may be taken before the device lock, never the
+ * reverse.
  *
  * Memory: a platform device has no IOMMU, so bus addresses are physical
  * addresses (dma_to_phys()); accesses outside RAM fail as DMA errors.
@@ -38,7 +41,9 @@
 #include <linux/wait.h>
 #include <linux/workqueue.h>
 
-#include <asm/fpu/api.h>
+#if IS_ENABLED(CONFIG_ARCH_HAS_KERNEL_FPU_SUPPORT)
+#include <linux/fpu.h>
+#endif
 
 #include "refnpu_drv.h"
 #include "refnpu_engine.h"
@@ -382,11 +387,28 @@ static __u32 virt_eng_write(void *opaque, __u64 va, const void *buf,
 /* Between chunks of work: drop the FPU and let others run. */
 static __u32 virt_eng_checkpoint(void *opaque)
 {
+#if REFNPU_ENGINE_HAS_FP
 	kernel_fpu_end();
 	cond_resched();
 	kernel_fpu_begin();
+#else
+	cond_resched();
+#endif
 
 	return virt_job_check(opaque);
+}
+
+/* Run a command buffer, in an FPU section when the engine has FP code. */
+static void virt_engine_run(const struct refnpu_engine_env *env, u64 cmd_va,
+			    u64 cmd_size, struct refnpu_engine_result *res)
+{
+#if REFNPU_ENGINE_HAS_FP
+	kernel_fpu_begin();
+	refnpu_engine_run(env, cmd_va, cmd_size, res);
+	kernel_fpu_end();
+#else
+	refnpu_engine_run(env, cmd_va, cmd_size, res);
+#endif
 }
 
 /* Wait up to @us microseconds (forever when 0) for an abort. */
@@ -561,9 +583,7 @@ static bool virt_run_job(struct refnpu_virt_queue *q, u32 idx,
 		goto complete;
 	}
 
-	kernel_fpu_begin();
-	refnpu_engine_run(&env, d.cmd_va, d.cmd_size, &res);
-	kernel_fpu_end();
+	virt_engine_run(&env, d.cmd_va, d.cmd_size, &res);
 
 	if (!res.status && (inj->bits & REFNPU_DBG_INJECT_DELAY) && inj->delay_us) {
 		st = virt_job_wait(&job, inj->delay_us);
@@ -1133,7 +1153,8 @@ static int refnpu_virt_probe(struct platform_device *pdev)
 	v->clock_base = ktime_get_ns();
 	v->num_queues = clamp_t(u32, virt_queues, REFNPU_MIN_QUEUES,
 				REFNPU_MAX_QUEUES);
-	v->caps = REFNPU_CAPS_BASE;
+	/* Without the FPU, only what the integer engine can do. */
+	v->caps = REFNPU_ENGINE_CAPS;
 	if (virt_fault_inject)
 		v->caps |= REFNPU_CAP_FAULT_INJECT;
 

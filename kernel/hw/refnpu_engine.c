@@ -91,6 +91,7 @@ struct eng {
 /* ---------------------------------------------------------------------
  * Bit-level helpers
  */
+#ifndef REFNPU_ENGINE_NO_FP
 static inline __u32 f2u(float f)
 {
 	union { float f; __u32 u; } v = { .f = f };
@@ -124,6 +125,8 @@ static inline bool is_nan(float x)
 	return x != x;
 }
 
+#endif /* !REFNPU_ENGINE_NO_FP: bit casts */
+
 static inline __u32 min_u32(__u32 a, __u32 b)
 {
 	return a < b ? a : b;
@@ -150,6 +153,7 @@ static inline bool add_ovf(__u64 a, __u64 b, __u64 *r)
  * Numerics
  */
 
+#ifndef REFNPU_ENGINE_NO_FP
 /* 2^k as a double, for -1022 <= k <= 1023 */
 static inline double pow2i(int k)
 {
@@ -339,6 +343,8 @@ static inline float min_f(float a, float b)
 	return a < b ? a : b;
 }
 
+#endif /* !REFNPU_ENGINE_NO_FP: transcendental functions */
+
 static __u16 f32_to_f16(__u32 x)
 {
 	__u32 sign = (x >> 16) & 0x8000;
@@ -421,6 +427,7 @@ static __s32 requant(__s32 acc, __s32 mult, __u32 shift, __s32 zp)
 	return (__s32)q;
 }
 
+#ifndef REFNPU_ENGINE_NO_FP
 static float act_f(__u32 func, float x)
 {
 	switch (func) {
@@ -436,6 +443,8 @@ static float act_f(__u32 func, float x)
 		return tanh_f(x);
 	}
 }
+
+#endif /* !REFNPU_ENGINE_NO_FP: activations */
 
 /* ---------------------------------------------------------------------
  * Memory access and progress
@@ -481,6 +490,7 @@ static __u32 eng_tick(struct eng *e, __u64 cost)
 	return e->env->checkpoint(e->env->opaque);
 }
 
+#ifndef REFNPU_ENGINE_NO_FP
 /* Load n (<= VEC) elements of a float dtype, widened to fp32 */
 static __u32 load_f32(struct eng *e, __u64 va, __u32 dtype, __u32 n,
 		      float *out)
@@ -513,6 +523,8 @@ static __u32 store_f32(struct eng *e, __u64 va, __u32 dtype, __u32 n,
 			 f32_to_bf16(f2u(in[i]));
 	return eng_write(e, va, raw, (__u64)n * 2);
 }
+
+#endif /* !REFNPU_ENGINE_NO_FP: fp32 loads and stores */
 
 /* ---------------------------------------------------------------------
  * Operand validation
@@ -558,6 +570,7 @@ static bool vec_ok(__u64 va, __u64 n, __u32 esize)
 	return view_ok(va, 0, n ? 1 : 0, n * esize, esize);
 }
 
+#ifndef REFNPU_ENGINE_NO_FP
 /* N x H x W x C view; row_bytes = W*C*esize */
 static bool nhwc_ok(const struct refnpu_tensor_nhwc *t, __u64 n, __u64 h,
 		    __u64 w, __u64 c, __u32 esize)
@@ -576,6 +589,8 @@ static bool nhwc_ok(const struct refnpu_tensor_nhwc *t, __u64 n, __u64 h,
 		return false;
 	return view_ok(t->va, t->pitch_n, n, img, esize);
 }
+
+#endif /* !REFNPU_ENGINE_NO_FP: only conv2d and pool2d use it */
 
 static inline bool float_dtype(__u32 t)
 {
@@ -657,6 +672,7 @@ static __u32 op_fill(struct eng *e, const struct refnpu_cmd_fill *c)
 /* ---------------------------------------------------------------------
  * GEMM
  */
+#ifndef REFNPU_ENGINE_NO_FP
 static inline void axpy_f(float *acc, float a, const float *b, __u32 n)
 {
 	__u32 j;
@@ -664,6 +680,8 @@ static inline void axpy_f(float *acc, float a, const float *b, __u32 n)
 	for (j = 0; j < n; j++)
 		acc[j] = acc[j] + a * b[j];
 }
+
+#endif /* !REFNPU_ENGINE_NO_FP: float axpy */
 
 static inline void axpy_i(__u32 *acc, __s32 a, const __s8 *b, __u32 n)
 {
@@ -673,6 +691,7 @@ static inline void axpy_i(__u32 *acc, __s32 a, const __s8 *b, __u32 n)
 		acc[j] += (__u32)(a * b[j]);
 }
 
+#ifndef REFNPU_ENGINE_NO_FP
 /* Sum over all of K into the tile C[i0..i0+mb][j0..j0+nb], float types */
 static __u32 gemm_f_accumulate(struct eng *e, const struct refnpu_cmd_gemm *g,
 			       __u32 i0, __u32 mb, __u32 j0, __u32 nb,
@@ -758,6 +777,8 @@ static __u32 gemm_float(struct eng *e, const struct refnpu_cmd_gemm *g)
 	}
 	return REFNPU_ERR_NONE;
 }
+
+#endif /* !REFNPU_ENGINE_NO_FP: float GEMM */
 
 /* Sum over all of K into an int8 tile (wrapping int32 accumulators) */
 static __u32 gemm_i_accumulate(struct eng *e, const struct refnpu_cmd_gemm *g,
@@ -873,7 +894,7 @@ static __u32 op_gemm(struct eng *e, const struct refnpu_cmd_gemm *g)
 	    g->out_dtype >= REFNPU_DTYPE_COUNT)
 		return REFNPU_ERR_UNSUPPORTED;
 	if (float_dtype(g->in_dtype)) {
-		if (!float_dtype(g->out_dtype))
+		if (!float_dtype(g->out_dtype) || !REFNPU_ENGINE_HAS_FP)
 			return REFNPU_ERR_UNSUPPORTED;
 	} else if (g->in_dtype == REFNPU_DTYPE_INT8) {
 		if (g->out_dtype != REFNPU_DTYPE_INT8 &&
@@ -902,6 +923,9 @@ static __u32 op_gemm(struct eng *e, const struct refnpu_cmd_gemm *g)
 	if ((g->hdr.flags & REFNPU_GEMM_F_BIAS) && !vec_ok(g->bias_va, g->n, 4))
 		return REFNPU_ERR_MALFORMED;
 
+	if (g->in_dtype == REFNPU_DTYPE_INT8)
+		return gemm_int8(e, g);
+#ifndef REFNPU_ENGINE_NO_FP
 	if (g->in_dtype == REFNPU_DTYPE_FP32 &&
 	    g->out_dtype == REFNPU_DTYPE_FP32 && env->gemm_f32) {
 		__u64 fva = 0;
@@ -916,11 +940,15 @@ static __u32 op_gemm(struct eng *e, const struct refnpu_cmd_gemm *g)
 			return st;
 		}
 	}
-	if (g->in_dtype == REFNPU_DTYPE_INT8)
-		return gemm_int8(e, g);
 	return gemm_float(e, g);
+#else
+	(void)env;
+	(void)st;
+	return REFNPU_ERR_UNSUPPORTED;
+#endif
 }
 
+#ifndef REFNPU_ENGINE_NO_FP
 /* ---------------------------------------------------------------------
  * Elementwise, activations, softmax, layernorm
  */
@@ -1423,6 +1451,8 @@ static __u32 op_pool2d(struct eng *e, const struct refnpu_cmd_pool2d *c)
 	return REFNPU_ERR_NONE;
 }
 
+#endif /* !REFNPU_ENGINE_NO_FP: elementwise, softmax, layernorm, conv2d, pool2d */
+
 /* ---------------------------------------------------------------------
  * Dispatch
  */
@@ -1487,6 +1517,7 @@ static __u32 dispatch(struct eng *e, const union refnpu_any_cmd *c)
 		return op_fill(e, &c->fill);
 	case REFNPU_OP_GEMM:
 		return op_gemm(e, &c->gemm);
+#ifndef REFNPU_ENGINE_NO_FP
 	case REFNPU_OP_EWISE:
 		return op_ewise(e, &c->ewise);
 	case REFNPU_OP_ACT:
@@ -1499,7 +1530,9 @@ static __u32 dispatch(struct eng *e, const union refnpu_any_cmd *c)
 		return op_conv2d(e, &c->conv);
 	case REFNPU_OP_POOL2D:
 		return op_pool2d(e, &c->pool);
+#endif
 	default:
+		/* Unknown opcodes, and without FP every floating-point one. */
 		return REFNPU_ERR_UNSUPPORTED;
 	}
 }
@@ -1702,6 +1735,7 @@ __s8 refnpu_requantize(__s32 acc, __s32 multiplier, __u32 shift,
 	return (__s8)requant(acc, multiplier, shift, zero_point);
 }
 
+#ifndef REFNPU_ENGINE_NO_FP
 /**
  * refnpu_act_fp32() - one activation function on one value
  * @func: REFNPU_ACT_*
@@ -1736,3 +1770,4 @@ __u32 refnpu_sqrt_fp32(__u32 x)
 {
 	return f2u(sqrt_f(u2f(x)));
 }
+#endif /* !REFNPU_ENGINE_NO_FP */

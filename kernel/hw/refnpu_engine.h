@@ -34,6 +34,27 @@
 extern "C" {
 #endif
 
+/*
+ * Built with REFNPU_ENGINE_NO_FP the engine contains no floating point at
+ * all, for hosts that cannot use the FPU (a kernel without
+ * CONFIG_ARCH_HAS_KERNEL_FPU_SUPPORT): the integer commands (NOP, COPY,
+ * FILL, int8 GEMM) run as usual, every floating-point one (and GEMM with
+ * floating-point types) fails with REFNPU_ERR_UNSUPPORTED, and the
+ * floating-point scalar helpers below do not exist.  A device built on it
+ * clears REFNPU_ENGINE_FP_CAPS from REFNPU_REG_CAPS: REFNPU_ENGINE_CAPS is
+ * what such an engine can back.
+ */
+#ifdef REFNPU_ENGINE_NO_FP
+#define REFNPU_ENGINE_HAS_FP		0
+#else
+#define REFNPU_ENGINE_HAS_FP		1
+#endif
+#define REFNPU_ENGINE_FP_CAPS \
+	(REFNPU_CAP_FP32 | REFNPU_CAP_FP16 | REFNPU_CAP_BF16 | REFNPU_CAP_CONV)
+#define REFNPU_ENGINE_CAPS \
+	(REFNPU_ENGINE_HAS_FP ? REFNPU_CAPS_BASE : \
+	 REFNPU_CAPS_BASE & ~REFNPU_ENGINE_FP_CAPS)
+
 /* Returned by &refnpu_engine_env.gemm_f32 to run the reference instead. */
 #define REFNPU_ENGINE_DECLINED		0xffffffffU
 
