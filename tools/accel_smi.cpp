@@ -245,7 +245,8 @@ int cmd_info(const Options &o)
 					    {accel::cap_prime, "prime"},
 					    {accel::cap_virtual, "virtual"}}));
 		j.set("hw_capabilities",
-		      bits(p->hw_caps.value_or(0), {{REFNPU_CAP_FP16, "fp16"},
+		      bits(p->hw_caps.value_or(0), {{REFNPU_CAP_FP32, "fp32"},
+						    {REFNPU_CAP_FP16, "fp16"},
 						    {REFNPU_CAP_BF16, "bf16"},
 						    {REFNPU_CAP_INT8, "int8"},
 						    {REFNPU_CAP_CONV, "conv"},
