@@ -52,6 +52,7 @@
 #include <gtest/gtest.h>
 #include <xf86drm.h>
 
+#include "guest_util.h"
 #include "refnpu_accel.h"
 #include "refnpu_hw.h"
 
@@ -77,51 +78,9 @@ namespace fs = std::filesystem;
 constexpr uint64_t kPage = 4096;
 constexpr int64_t kLongMs = 60000;
 
-int64_t now_ns()
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
-}
-
-/* ioctl returning 0 or -errno, retrying on EINTR/EAGAIN as libdrm does. */
-int xioctl(int fd, unsigned long req, void *arg)
-{
-	return drmIoctl(fd, req, arg) ? -errno : 0;
-}
-
-class Fd
-{
-public:
-	explicit Fd(int fd = -1) : fd_(fd) { }
-	Fd(const Fd &) = delete;
-	Fd &operator=(const Fd &) = delete;
-	Fd(Fd &&o) noexcept : fd_(o.release()) { }
-	Fd &operator=(Fd &&o) noexcept
-	{
-		reset(o.release());
-		return *this;
-	}
-	~Fd() { reset(); }
-	int get() const { return fd_; }
-	int release()
-	{
-		int fd = fd_;
-
-		fd_ = -1;
-		return fd;
-	}
-	void reset(int fd = -1)
-	{
-		if (fd_ >= 0)
-			close(fd_);
-		fd_ = fd;
-	}
-
-private:
-	int fd_;
-};
+using refnpu_test::Fd;
+using refnpu_test::now_ns;
+using refnpu_test::xioctl;
 
 /* A CPU mapping, unmapped on destruction. */
 class Map

@@ -37,6 +37,7 @@
 #include <gtest/gtest.h>
 #include <xf86drm.h>
 
+#include "guest_util.h"
 #include "refnpu_accel.h"
 #include "refnpu_hw.h"
 
@@ -50,51 +51,9 @@ const char *node_path()
 	return env ? env : "/dev/accel/accel0";
 }
 
-int64_t now_ns()
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
-}
-
-/* ioctl returning 0 or -errno, retrying on EINTR/EAGAIN as libdrm does. */
-int xioctl(int fd, unsigned long req, void *arg)
-{
-	return drmIoctl(fd, req, arg) ? -errno : 0;
-}
-
-class Fd
-{
-public:
-	explicit Fd(int fd = -1) : fd_(fd) { }
-	Fd(const Fd &) = delete;
-	Fd &operator=(const Fd &) = delete;
-	Fd(Fd &&o) noexcept : fd_(o.release()) { }
-	Fd &operator=(Fd &&o) noexcept
-	{
-		reset(o.release());
-		return *this;
-	}
-	~Fd() { reset(); }
-	int get() const { return fd_; }
-	int release()
-	{
-		int fd = fd_;
-
-		fd_ = -1;
-		return fd;
-	}
-	void reset(int fd = -1)
-	{
-		if (fd_ >= 0)
-			close(fd_);
-		fd_ = fd;
-	}
-
-private:
-	int fd_;
-};
+using refnpu_test::Fd;
+using refnpu_test::now_ns;
+using refnpu_test::xioctl;
 
 Fd open_node()
 {
