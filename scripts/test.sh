@@ -15,6 +15,6 @@ set +e
 meson test -C "$builddir" --print-errorlogs "$@"
 rc=$?
 set -e
-python3 scripts/test-summary.py "$builddir/meson-logs/testlog.json" || rc=${rc:-1}
+python3 scripts/test-summary.py "$builddir/meson-logs/testlog.json" || rc=1
 [ $rc = 0 ] || rc=1
 exit $rc
