@@ -8,6 +8,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 
@@ -35,6 +36,19 @@ using UniqueFd = std::unique_ptr<int, FdCloser>;
 UniqueFd open_node()
 {
 	return UniqueFd(new int(open(accel_node(), O_RDWR | O_CLOEXEC)));
+}
+
+/* The "drm-client-id" line DRM prints in /proc/self/fdinfo for @fd. */
+std::string client_id(int fd)
+{
+	std::ifstream in("/proc/self/fdinfo/" + std::to_string(fd));
+	std::string line;
+	while (std::getline(in, line))
+		if (line.rfind("drm-client-id:", 0) == 0) {
+			size_t v = line.find_first_not_of(" \t", 14);
+			return v == std::string::npos ? std::string() : line.substr(v);
+		}
+	return {};
 }
 
 struct VersionDeleter {
@@ -85,4 +99,10 @@ TEST(Device, OpenIsPerFile)
 	ASSERT_GE(*a, 0);
 	ASSERT_GE(*b, 0);
 	EXPECT_NE(*a, *b);
+	/* Each open is its own DRM client, not a shared one. */
+	std::string ida = client_id(*a);
+	std::string idb = client_id(*b);
+	ASSERT_FALSE(ida.empty()) << "no drm-client-id in fdinfo";
+	ASSERT_FALSE(idb.empty()) << "no drm-client-id in fdinfo";
+	EXPECT_NE(ida, idb);
 }
