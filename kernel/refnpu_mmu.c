@@ -16,6 +16,7 @@
  */
 
 #include <linux/dma-mapping.h>
+#include <linux/overflow.h>
 #include <linux/scatterlist.h>
 #include <linux/sched.h>
 #include <linux/slab.h>
@@ -243,12 +244,12 @@ int refnpu_pgtable_map(struct refnpu_pgtable *pgt, u64 va, dma_addr_t addr,
 {
 	u64 prot = REFNPU_PTE_VALID | REFNPU_PTE_READ |
 		   (writable ? REFNPU_PTE_WRITE : 0);
-	u64 done = 0;
+	u64 done = 0, end;
 	LIST_HEAD(freelist);
 	int ret = 0;
 
 	if (!IS_ALIGNED(va | addr | size, REFNPU_PAGE_SIZE) || !size ||
-	    va + size < va || va + size > REFNPU_VA_LIMIT ||
+	    check_add_overflow(va, size, &end) || end > REFNPU_VA_LIMIT ||
 	    (u64)addr + size - 1 > REFNPU_PTE_ADDR_MASK)
 		return -EINVAL;
 

@@ -38,6 +38,7 @@
 #include <linux/capability.h>
 #include <linux/dma-mapping.h>
 #include <linux/mm.h>
+#include <linux/overflow.h>
 #include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
 #include <linux/scatterlist.h>
@@ -236,13 +237,14 @@ int refnpu_bo_userptr_ioctl(struct drm_device *drm, void *data,
 	struct sg_table *sgt;
 	struct refnpu_bo *bo;
 	u32 handle;
+	u64 end;
 	int ret, idx;
 
 	if (args->flags & ~DRM_REFNPU_BO_DEVICE_RO || args->handle || args->va)
 		return -EINVAL;
 	if (!args->size || args->size > REFNPU_MAX_BO_SIZE ||
 	    !PAGE_ALIGNED(args->size) || !PAGE_ALIGNED(args->user_ptr) ||
-	    args->user_ptr + args->size < args->user_ptr)
+	    check_add_overflow(args->user_ptr, args->size, &end))
 		return -EINVAL;
 
 	if (!drm_dev_enter(drm, &idx))
