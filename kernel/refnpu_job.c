@@ -844,20 +844,14 @@ static int refnpu_submit_in_syncs(struct refnpu_job *job, struct drm_file *file,
 		goto out;
 
 	for (i = 0; i < count; i++) {
-		struct drm_syncobj *syncobj;
 		struct dma_fence *fence;
 
 		if (syncs[i].flags) {
 			ret = -EINVAL;
 			goto out;
 		}
-		syncobj = drm_syncobj_find(file, syncs[i].handle);
-		if (!syncobj) {
-			ret = -ENOENT;
-			goto out;
-		}
-		drm_syncobj_put(syncobj);
 
+		/* A missing syncobj or a missing point both give -ENOENT. */
 		ret = drm_syncobj_find_fence(file, syncs[i].handle,
 					     syncs[i].point, 0, &fence);
 		if (ret) {
