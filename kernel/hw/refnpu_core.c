@@ -17,6 +17,7 @@
 #include <asm/barrier.h>
 #define core_read(x)		READ_ONCE(x)
 #define core_write(x, v)	WRITE_ONCE(x, v)
+/* Full barrier of the dma_gen/tlb_gen and dma_gen/paused pairings. */
 #define core_mb()		smp_mb()
 #else
 #include <stddef.h>
@@ -237,7 +238,7 @@ static __u32 job_wait(struct refnpu_core_job *job, __u64 ns)
 	}
 }
 
-/* While the platform has paused the device, hold the job between accesses. */
+/* While the platform has paused the device, hold the job between commands. */
 static __u32 job_pause_point(struct refnpu_core_job *job)
 {
 	struct refnpu_core *c = job->q->core;
@@ -263,12 +264,15 @@ static int core_read64(void *opaque, __u64 addr, __u64 *val)
 }
 
 /*
- * Publish the TLB generation the queue's next access uses.  Paired with
- * the barrier in tlb_invalidate(): either the invalidation sees @dma_gen
- * (and reports BUSY until the access ends) or this sees the new
- * generation (and drops the stale translations).
+ * Start a memory access: publish the TLB generation it uses, and hold it
+ * while the platform has paused the device.  Paired with the barriers in
+ * tlb_invalidate() and refnpu_core_set_paused(): either the other side
+ * sees @dma_gen (TLB_INVALIDATE reads BUSY, refnpu_core_dma_idle() is
+ * false until the access ends) or this sees the new generation (and drops
+ * the stale translations) and the pause (and waits).  Returns the
+ * generation, or 0 with *@st set when the job must stop instead.
  */
-static __u32 dma_begin(struct refnpu_core_queue *q)
+static __u32 dma_begin(struct refnpu_core_queue *q, __u32 *st)
 {
 	struct refnpu_core *c = q->core;
 	__u32 gen;
@@ -277,8 +281,16 @@ static __u32 dma_begin(struct refnpu_core_queue *q)
 		gen = core_read(c->tlb_gen);
 		core_write(q->dma_gen, gen);
 		core_mb();
-		if (core_read(c->tlb_gen) == gen)
+		if (core_read(c->tlb_gen) != gen)
+			continue;
+		if (!core_read(c->paused) || !c->ops->wait)
 			return gen;
+		core_write(q->dma_gen, 0);
+		if (core_read(q->abort)) {
+			*st = REFNPU_ERR_ABORTED;
+			return 0;
+		}
+		c->ops->wait(c->opaque, q->idx, REFNPU_CORE_WAIT_SLICE_NS);
 	}
 }
 
@@ -319,8 +331,6 @@ __u32 refnpu_core_job_rw(struct refnpu_core_job *job, __u64 va, void *buf,
 			st = refnpu_core_job_check(job);
 		else if (core_read(q->abort))
 			st = REFNPU_ERR_ABORTED;
-		if (!st)
-			st = job_pause_point(job);
 		if (st)
 			break;
 
@@ -330,7 +340,9 @@ __u32 refnpu_core_job_rw(struct refnpu_core_job *job, __u64 va, void *buf,
 			*fault_va = va;
 			return REFNPU_ERR_MMU_UNMAPPED;
 		}
-		gen = dma_begin(q);
+		gen = dma_begin(q, &st);
+		if (!gen)
+			break;
 		st = refnpu_mmu_translate(&q->tlb, gen, job->ctx, job->pt_root,
 					  va, write, core_read64, q, &pa,
 					  &room);
@@ -409,9 +421,12 @@ static __u32 core_dma(struct refnpu_core_queue *q, __u64 addr, void *buf,
 
 	while (len) {
 		__u64 chunk = min_u64(len, REFNPU_CORE_DMA_CHUNK);
-		__u32 st = c->ops->dma(c->opaque, q->idx, addr, p, chunk,
-				       write);
+		__u32 st = REFNPU_ERR_NONE;
 
+		if (!dma_begin(q, &st))
+			return st;
+		st = c->ops->dma(c->opaque, q->idx, addr, p, chunk, write);
+		dma_end(q);
 		if (st)
 			return st == REFNPU_ERR_ABORTED ? st : REFNPU_ERR_DMA;
 		addr += chunk;
@@ -850,21 +865,30 @@ void refnpu_core_set_paused(struct refnpu_core *core, bool paused)
 }
 
 /**
- * refnpu_core_queue_run() - process a queue until it has nothing to do
+ * refnpu_core_queue_run_jobs() - process a queue, up to a number of jobs
  * @core: device
  * @queue: queue index
+ * @max_jobs: stop after this many jobs (0: until there is nothing to do)
  *
  * Called by the platform's worker after &refnpu_core_ops.kick.  Carries
  * out a pending reset, then runs descriptors from HEAD to TAIL while the
- * queue is enabled and not halted.  Several calls for one queue must not
- * run at once; calls for different queues may.
+ * queue is enabled and not halted.  A platform that shares a few workers
+ * among many queues passes a small @max_jobs and requeues the queue while
+ * this returns true, so that one busy queue cannot starve the others.
+ * Several calls for one queue must not run at once; calls for different
+ * queues may.
+ *
+ * Return: true when the queue still has work (it stopped at @max_jobs).
  */
-void refnpu_core_queue_run(struct refnpu_core *core, unsigned int queue)
+bool refnpu_core_queue_run_jobs(struct refnpu_core *core, unsigned int queue,
+				unsigned int max_jobs)
 {
 	struct refnpu_core_queue *q;
+	unsigned int jobs = 0;
+	bool more = false;
 
 	if (queue >= core->num_queues)
-		return;
+		return false;
 	q = &core->queues[queue];
 
 	core_lock(core, (int)queue);
@@ -894,6 +918,10 @@ void refnpu_core_queue_run(struct refnpu_core *core, unsigned int queue)
 		}
 		if (q->head == q->tail)
 			break;
+		if (max_jobs && jobs == max_jobs) {
+			more = true;
+			break;
+		}
 
 		idx = q->head;
 		base = q->ring_base;
@@ -905,11 +933,25 @@ void refnpu_core_queue_run(struct refnpu_core *core, unsigned int queue)
 		core_unlock(core, (int)queue);
 
 		run_job(q, idx, base, size, watchdog_ms, &inj);
+		jobs++;
 
 		core_lock(core, (int)queue);
 		q->busy = false;
 	}
 	core_unlock(core, (int)queue);
+	return more;
+}
+
+/**
+ * refnpu_core_queue_run() - process a queue until it has nothing to do
+ * @core: device
+ * @queue: queue index
+ *
+ * refnpu_core_queue_run_jobs() without a limit.
+ */
+void refnpu_core_queue_run(struct refnpu_core *core, unsigned int queue)
+{
+	refnpu_core_queue_run_jobs(core, queue, 0);
 }
 
 /* ------------------------------------------------------------------------

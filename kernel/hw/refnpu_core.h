@@ -57,9 +57,9 @@ extern "C" {
  * enum refnpu_core_event_kind - what &refnpu_core_ops.event reports
  * @REFNPU_CORE_EV_DOORBELL: TAIL written (@a: new tail)
  * @REFNPU_CORE_EV_JOB_START: a descriptor was fetched (@a: seq, @b: ctx)
- * @REFNPU_CORE_EV_JOB_END: a job completed (@a: seq, @code: status)
+ * @REFNPU_CORE_EV_JOB_END: a job completed (@a: seq, code: status)
  * @REFNPU_CORE_EV_FAULT: a fault was recorded (@a: address, @b: seq,
- *	@code: error, @flags: REFNPU_FAULT_F_*)
+ *	code: error, flags: REFNPU_FAULT_F_*)
  * @REFNPU_CORE_EV_RESET: a reset completed (@queue < 0 for the device)
  * @REFNPU_CORE_EV_TLB_INVALIDATE: TLB invalidation (@a: register value)
  * @REFNPU_CORE_EV_GUEST_ERROR: the driver did something the spec forbids
@@ -126,8 +126,10 @@ struct refnpu_core_job;
  * @engine_end: optional; called after it
  * @gemm_f32: optional fp32 GEMM fast path (see &refnpu_engine_env.gemm_f32);
  *	reaches memory through refnpu_core_job_rw()
- * @event: optional; trace and guest-error reporting (no lock held unless
- *	@kind is REFNPU_CORE_EV_DOORBELL or REFNPU_CORE_EV_TLB_INVALIDATE)
+ * @event: optional; trace and guest-error reporting.  Called with the
+ *	queue's lock held for REFNPU_CORE_EV_DOORBELL and REFNPU_CORE_EV_RESET
+ *	and with the device lock held for REFNPU_CORE_EV_TLB_INVALIDATE, so
+ *	it must not block or call back into the core.
  */
 struct refnpu_core_ops {
 	__u32 (*dma)(void *opaque, unsigned int queue, __u64 addr, void *buf,
@@ -153,6 +155,7 @@ struct refnpu_core_ops {
  * @bits: REFNPU_DBG_INJECT_*
  * @error: REFNPU_Q_DBG_ERROR
  * @delay_us: REFNPU_Q_DBG_DELAY_US
+ * @rsvd: padding
  * @fault_va: REFNPU_Q_DBG_FAULT_VA
  */
 struct refnpu_core_inject {
@@ -290,6 +293,8 @@ void refnpu_core_write(struct refnpu_core *core, __u32 addr, __u64 val,
 		       unsigned int size);
 
 void refnpu_core_queue_run(struct refnpu_core *core, unsigned int queue);
+bool refnpu_core_queue_run_jobs(struct refnpu_core *core, unsigned int queue,
+				unsigned int max_jobs);
 bool refnpu_core_queue_aborted(struct refnpu_core *core, unsigned int queue);
 
 void refnpu_core_reset(struct refnpu_core *core);
