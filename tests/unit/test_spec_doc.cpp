@@ -5,6 +5,10 @@
 // must equal the header's definition, every structure field offset
 // ("0x08  ``cmd_va``" after ".. refnpu-struct: refnpu_job_desc") must equal
 // offsetof(), and every name listed here must appear in the document.
+// Register reset values are checked against what the device core
+// (refnpu_core.c) reads back after power-on and after a device reset, and
+// the opcode table's command sizes against the header, the structures and
+// the engine.
 #include <cstddef>
 #include <cstdlib>
 #include <fstream>
@@ -14,6 +18,10 @@
 #include <string>
 
 #include "harness.h"
+
+extern "C" {
+#include "refnpu_core.h"
+}
 
 namespace {
 
@@ -323,4 +331,160 @@ TEST(SpecDoc, TablesMatchHeader)
 		EXPECT_TRUE(seen.count(name)) << name << " is not documented";
 	for (const auto &[name, v] : kFields)
 		EXPECT_TRUE(seen.count(name)) << name << " is not documented";
+}
+
+namespace {
+
+// A device core with nothing behind it: every DMA fails, time stands still.
+struct QuietCore {
+	struct refnpu_core core;
+	struct refnpu_core_ops ops = {};
+	static constexpr unsigned kQueues = 5;
+
+	static __u32 dma(void *, unsigned int, __u64, void *, __u64, bool) { return REFNPU_ERR_DMA; }
+	static void irq(void *, unsigned int) {}
+	static __u64 now_ns(void *) { return 0; }
+	static void lock(void *, int) {}
+	static void kick(void *, unsigned int) {}
+
+	QuietCore()
+	{
+		ops.dma = dma;
+		ops.irq = irq;
+		ops.now_ns = now_ns;
+		ops.lock = lock;
+		ops.unlock = lock;
+		ops.kick = kick;
+		refnpu_core_init(&core, &ops, this, kQueues,
+				 REFNPU_CAPS_BASE | REFNPU_CAP_FAULT_INJECT, false);
+	}
+};
+
+struct RegRow {
+	int lineno;
+	std::string name;
+	uint32_t off;
+	unsigned width;
+	std::string access, reset;
+};
+
+std::vector<RegRow> register_rows()
+{
+	std::ifstream in(doc_path());
+	const std::regex row(R"(^(0x[0-9a-fA-F]+)\s+``(REFNPU_(?:REG|Q)_\w+)``\s+(32|64)\s+)"
+			     R"((RO|RW|WO|RW1C)\s+(0x[0-9a-fA-F]+|[0-9]+|\w+(?: \w+)?)\s)");
+	std::vector<RegRow> rows;
+	std::string line;
+	int lineno = 0;
+
+	while (std::getline(in, line)) {
+		std::smatch m;
+
+		lineno++;
+		if (std::regex_search(line, m, row))
+			rows.push_back({lineno, m[2], static_cast<uint32_t>(std::stoul(m[1], nullptr, 0)),
+					static_cast<unsigned>(std::stoul(m[3])), m[4], m[5]});
+	}
+	return rows;
+}
+
+// Reset values of a core's registers as the table gives them.
+void check_reset_values(QuietCore &d, const char *when)
+{
+	auto rows = register_rows();
+	unsigned checked = 0;
+
+	ASSERT_GT(rows.size(), 30u);
+	for (const auto &r : rows) {
+		bool queue = r.name.rfind("REFNPU_Q_", 0) == 0;
+		uint64_t want;
+
+		if (r.reset == "property")
+			want = QuietCore::kQueues;
+		else if (std::isdigit(static_cast<unsigned char>(r.reset[0])))
+			want = std::stoull(r.reset, nullptr, 0);
+		else
+			continue; // "see below", "n/a": checked elsewhere
+		for (unsigned q = 0; q < (queue ? QuietCore::kQueues : 1); q++) {
+			uint32_t addr = queue ? REFNPU_REG_QUEUE(q, r.off) : r.off;
+
+			EXPECT_EQ(refnpu_core_read(&d.core, addr, r.width / 8), want)
+				<< when << ", line " << r.lineno << ": " << r.name << " queue " << q;
+		}
+		checked++;
+	}
+	EXPECT_GT(checked, 30u);
+}
+
+} // namespace
+
+TEST(SpecDoc, ResetValuesMatchCore)
+{
+	QuietCore d;
+
+	check_reset_values(d, "power-on");
+	EXPECT_EQ(refnpu_core_read(&d.core, REFNPU_REG_CAPS, 4),
+		  (uint64_t)(REFNPU_CAPS_BASE | REFNPU_CAP_FAULT_INJECT));
+
+	// Scribble on every writable register, then reset the device.
+	for (const auto &r : register_rows()) {
+		if (r.access != "RW" || r.name == "REFNPU_Q_CTRL")
+			continue;
+		bool queue = r.name.rfind("REFNPU_Q_", 0) == 0;
+		for (unsigned q = 0; q < (queue ? QuietCore::kQueues : 1); q++)
+			refnpu_core_write(&d.core, queue ? REFNPU_REG_QUEUE(q, r.off) : r.off,
+					  0x5a5a5a5a5a5a5a40ULL, r.width / 8);
+	}
+	EXPECT_NE(refnpu_core_read(&d.core, REFNPU_REG_SCRATCH, 4), 0u);
+	refnpu_core_write(&d.core, REFNPU_REG_RESET, REFNPU_RESET_GO, 4);
+	check_reset_values(d, "after REFNPU_REG_RESET");
+
+	// Queue blocks beyond NUM_QUEUES are RAZ/WI.
+	refnpu_core_write(&d.core, REFNPU_REG_QUEUE(QuietCore::kQueues, REFNPU_Q_RING_SIZE), 16, 4);
+	EXPECT_EQ(refnpu_core_read(&d.core,
+				   REFNPU_REG_QUEUE(QuietCore::kQueues, REFNPU_Q_RING_SIZE), 4),
+		  0u);
+}
+
+TEST(SpecDoc, CommandSizesMatchHeaderAndEngine)
+{
+#define S(st, op, size) {#st, {sizeof(struct st), op, size}}
+	const std::map<std::string, std::tuple<size_t, uint32_t, uint32_t>> kCmds = {
+		S(refnpu_cmd_nop, REFNPU_OP_NOP, REFNPU_CMD_NOP_SIZE),
+		S(refnpu_cmd_copy, REFNPU_OP_COPY, REFNPU_CMD_COPY_SIZE),
+		S(refnpu_cmd_fill, REFNPU_OP_FILL, REFNPU_CMD_FILL_SIZE),
+		S(refnpu_cmd_gemm, REFNPU_OP_GEMM, REFNPU_CMD_GEMM_SIZE),
+		S(refnpu_cmd_ewise, REFNPU_OP_EWISE, REFNPU_CMD_EWISE_SIZE),
+		S(refnpu_cmd_act, REFNPU_OP_ACT, REFNPU_CMD_ACT_SIZE),
+		S(refnpu_cmd_softmax, REFNPU_OP_SOFTMAX, REFNPU_CMD_SOFTMAX_SIZE),
+		S(refnpu_cmd_layernorm, REFNPU_OP_LAYERNORM, REFNPU_CMD_LAYERNORM_SIZE),
+		S(refnpu_cmd_conv2d, REFNPU_OP_CONV2D, REFNPU_CMD_CONV2D_SIZE),
+		S(refnpu_cmd_pool2d, REFNPU_OP_POOL2D, REFNPU_CMD_POOL2D_SIZE),
+	};
+#undef S
+	std::ifstream in(doc_path());
+	const std::regex row(R"(^(0x[0-9a-fA-F]+)\s+``REFNPU_OP_\w+``\s+``struct (\w+)``\s+([0-9]+)\s*$)");
+	std::set<std::string> seen;
+	std::string line;
+	uint32_t largest = 0;
+
+	while (std::getline(in, line)) {
+		std::smatch m;
+
+		if (!std::regex_search(line, m, row))
+			continue;
+		auto it = kCmds.find(m[2]);
+		ASSERT_NE(it, kCmds.end()) << m[2] << " is not checked by this test";
+		auto [size, op, hsize] = it->second;
+		uint32_t bytes = static_cast<uint32_t>(std::stoul(m[3]));
+
+		EXPECT_EQ(std::stoul(m[1], nullptr, 0), op) << m[2];
+		EXPECT_EQ(bytes, size) << m[2];
+		EXPECT_EQ(bytes, hsize) << m[2];
+		EXPECT_EQ(refnpu_engine_cmd_size(op), bytes) << m[2];
+		largest = std::max(largest, bytes);
+		seen.insert(m[2]);
+	}
+	EXPECT_EQ(seen.size(), kCmds.size());
+	EXPECT_EQ(largest, (uint32_t)REFNPU_CMD_MAX_SIZE);
 }
