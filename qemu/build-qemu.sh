@@ -146,6 +146,12 @@ grep -q '^source refnpu/Kconfig$' "$src/hw/misc/Kconfig" ||
 	printf '\nsource refnpu/Kconfig\n' >>"$src/hw/misc/Kconfig"
 grep -q "^subdir('refnpu')$" "$src/hw/misc/meson.build" ||
 	printf "\nsubdir('refnpu')\n" >>"$src/hw/misc/meson.build"
+# Its trace-events: one more entry in QEMU's list of trace directories.
+if ! grep -q "'hw/misc/refnpu'," "$src/meson.build"; then
+	grep -q "^    'hw/misc',$" "$src/meson.build" ||
+		die "trace_events_subdirs anchor not found in meson.build"
+	sed -i "s|^    'hw/misc',$|    'hw/misc',\n    'hw/misc/refnpu',|" "$src/meson.build"
+fi
 
 # Register the qtest and the GEMM benchmark (tests/qtest/refnpu/meson.build,
 # synced from qemu/qtest.meson).
@@ -183,7 +189,7 @@ for f in "$here"/device/*; do
 	[ -f "$f" ] && sync_file "$f" "$devdir/$(basename "$f")"
 done
 for f in refnpu_hw.h refnpu_engine.h refnpu_engine.c refnpu_mmu_walk.h \
-	refnpu_mmu_walk.c; do
+	refnpu_mmu_walk.c refnpu_core.h refnpu_core.c; do
 	[ -f "$repo/kernel/hw/$f" ] || die "kernel/hw/$f missing"
 	sync_file "$repo/kernel/hw/$f" "$devdir/$f"
 done

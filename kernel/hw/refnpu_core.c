@@ -466,6 +466,9 @@ static __u32 job_context(struct refnpu_core_job *job)
 
 	if (job->ctx >= count || job->ctx >= REFNPU_MAX_CONTEXTS)
 		return REFNPU_ERR_INVALID_CONTEXT;
+	/* 0 < count <= REFNPU_MAX_CONTEXTS: the table's last byte may wrap. */
+	if ((__u64)count * REFNPU_CTX_ENTRY_SIZE - 1 > ~0ULL - base)
+		return REFNPU_ERR_MMU_WALK;
 	st = core_dma(q, base + (__u64)job->ctx * REFNPU_CTX_ENTRY_SIZE, &ce,
 		      sizeof(ce), false);
 	if (st) {

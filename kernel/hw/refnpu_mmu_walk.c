@@ -18,14 +18,17 @@
  * An enabled queue whose ring is not valid halts with REFNPU_ERR_RING.
  *
  * Return: true when the size is a power of two in range, the base is
- * aligned and the tail is inside the ring.
+ * aligned, the ring does not wrap the bus address space and the tail is
+ * inside the ring.
  */
 bool refnpu_ring_valid(__u64 ring_base, __u32 ring_size, __u32 tail)
 {
 	return ring_size >= REFNPU_RING_MIN_ENTRIES &&
 	       ring_size <= REFNPU_RING_MAX_ENTRIES &&
 	       !(ring_size & (ring_size - 1)) &&
-	       !(ring_base % REFNPU_RING_ALIGN) && tail < ring_size;
+	       !(ring_base % REFNPU_RING_ALIGN) &&
+	       (__u64)ring_size * REFNPU_JOB_DESC_SIZE - 1 <= ~0ULL - ring_base &&
+	       tail < ring_size;
 }
 
 /**

@@ -17,7 +17,7 @@
  *
  * Usage: QTEST_QEMU_BINARY=qemu-system-x86_64 refnpu-gemm-bench
  *        [-n SIZE] [-r REPS] [--huge] [--min-ratio R] [-k KERNEL]
- * -k selects the device's micro-kernel (x-gemm-kernel: auto, avx512, avx2,
+ * -k selects the device's micro-kernel (gemm-kernel: auto, avx512, avx2,
  * generic).
  *
  * Copyright (c) 2025 The refnpu authors
@@ -104,7 +104,7 @@ static void bench_start(Bench *b, const char *kernel)
 {
     uint64_t ctx_table;
 
-    b->qs = qtest_pc_boot("-m 2G -device refnpu,addr=04.0,x-gemm-kernel=%s",
+    b->qs = qtest_pc_boot("-m 2G -device refnpu,addr=04.0,gemm-kernel=%s",
                           kernel);
     b->qts = b->qs->qts;
     b->dev = qpci_device_find(b->qs->pcibus, QPCI_DEVFN(4, 0));

@@ -17,7 +17,6 @@
  */
 
 #include "qemu/osdep.h"
-#include "qemu/memalign.h"
 #include "refnpu-gemm.h"
 
 #define MR 6            /* rows of the micro-tile */
@@ -211,12 +210,11 @@ static void pack_a(size_t mc, size_t kc, const float *a, size_t lda,
 bool refnpu_sgemm(const RefnpuGemmKernel *kern, size_t m, size_t n, size_t k,
                   const float *a, size_t lda,
                   const float *b, size_t ldb,
-                  float *c, size_t ldc,
+                  float *c, size_t ldc, float *work,
                   bool (*stop)(void *opaque), void *opaque)
 {
     size_t nr = kern->nr;
-    float *bpack, *apack;
-    bool done = true;
+    float *bpack = work, *apack = work + KC * NC;
 
     if (!m || !n) {
         return true;
@@ -227,9 +225,6 @@ bool refnpu_sgemm(const RefnpuGemmKernel *kern, size_t m, size_t n, size_t k,
         }
         return true;
     }
-
-    bpack = qemu_memalign(64, sizeof(float) * KC * NC);
-    apack = qemu_memalign(64, sizeof(float) * KC * MC);
 
     for (size_t jc = 0; jc < n; jc += NC) {
         size_t nc = MIN(n - jc, NC);
@@ -243,8 +238,7 @@ bool refnpu_sgemm(const RefnpuGemmKernel *kern, size_t m, size_t n, size_t k,
 
                 /* one MC x KC x NC block: at most ~25M multiply-adds */
                 if (stop && stop(opaque)) {
-                    done = false;
-                    goto out;
+                    return false;
                 }
                 pack_a(mc, kc, a + ic * lda + pc, lda, apack);
                 for (size_t jr = 0; jr < nc; jr += nr) {
@@ -258,9 +252,10 @@ bool refnpu_sgemm(const RefnpuGemmKernel *kern, size_t m, size_t n, size_t k,
             }
         }
     }
+    return true;
+}
 
-out:
-    qemu_vfree(apack);
-    qemu_vfree(bpack);
-    return done;
+size_t refnpu_sgemm_work_size(void)
+{
+    return sizeof(float) * (KC * NC + KC * MC);
 }

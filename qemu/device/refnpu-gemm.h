@@ -33,12 +33,18 @@ const char *refnpu_sgemm_kernel_name(const RefnpuGemmKernel *kern);
  * when it returns true the multiplication is abandoned (C is then only
  * partly computed) and refnpu_sgemm() returns false.
  *
- * Thread-safe; allocates its packing buffers per call.
+ * @work holds the packing buffers: refnpu_sgemm_work_size() bytes, 64-byte
+ * aligned, owned by the caller (no allocation happens here).
+ *
+ * Thread-safe for distinct @work and @c.
  */
 bool refnpu_sgemm(const RefnpuGemmKernel *kern, size_t m, size_t n, size_t k,
                   const float *a, size_t lda,
                   const float *b, size_t ldb,
-                  float *c, size_t ldc,
+                  float *c, size_t ldc, float *work,
                   bool (*stop)(void *opaque), void *opaque);
+
+/* Bytes of the @work buffer refnpu_sgemm() needs. */
+size_t refnpu_sgemm_work_size(void);
 
 #endif

@@ -16,6 +16,7 @@
 #include "qemu/osdep.h"
 #include <math.h>
 #include "libqtest.h"
+#include "qobject/qdict.h"
 #include "libqos/libqos-pc.h"
 #include "libqos/pci.h"
 #include "standard-headers/linux/pci_regs.h"
@@ -617,7 +618,7 @@ static void test_reset_values(void)
 
 static void test_queue_count(void)
 {
-    Npu *n = npu_start("queues=7,fault-inject=on");
+    Npu *n = npu_start("num-queues=7,fault-inject=on");
 
     g_assert_cmpuint(rd(n, REFNPU_REG_NUM_QUEUES), ==, 7);
     g_assert_cmpuint(qpci_msix_table_size(n->dev), ==,
@@ -925,13 +926,13 @@ static void check_gemm_f32_tol(const float *dev, const float *ref,
 
 /*
  * fp32 GEMM through the device's host fast path (with the micro-kernel
- * given in @opaque) or, with x-fast-gemm=off, the reference engine itself,
+ * given in @opaque) or, with fast-gemm=off, the reference engine itself,
  * which must then match bit for bit.
  */
 static void test_op_gemm_f32(const void *opaque)
 {
     const char *props = opaque;
-    bool exact = strstr(props, "x-fast-gemm=off");
+    bool exact = strstr(props, "fast-gemm=off");
     Npu *n = npu_start(props);
     static const uint32_t shapes[][3] = {
         { 1, 1, 1 }, { 7, 13, 5 }, { 33, 17, 70 }, { 64, 48, 300 },
@@ -2019,6 +2020,337 @@ static void test_inject_stray_dma_iommu(void)
     npu_stop(n);
 }
 
+/*
+ * ---------------------------------------------------------------------
+ * Tests: what a hostile or buggy guest must not be able to do to the host
+ * (each of these failed on an earlier version of the model)
+ */
+
+/* A command buffer holding one NOP. */
+static Buf nop_cmdbuf(Npu *n)
+{
+    struct refnpu_cmd_nop nop = { HDR(REFNPU_OP_NOP, struct refnpu_cmd_nop,
+                                      0) };
+
+    return cmdbuf(n, &nop, sizeof(nop));
+}
+
+/*
+ * fp32 GEMM with n = k = 2^31 and B at VA 0 with a pitch of 8 GiB: a valid
+ * view, whose k * n * 4 bytes wrap 64 bits.  The fast path must decline
+ * it (it once sized its buffer from the wrapped product and copied 64 MiB
+ * of mapped B into it), and the reference engine faults at B's second row.
+ */
+static void test_gemm_size_overflow(void)
+{
+    Npu *n = npu_start(NULL);
+    uint64_t pa = ROUND_UP(galloc(n, 2 * REFNPU_HUGE_PAGE_SIZE),
+                           REFNPU_HUGE_PAGE_SIZE);
+    Buf ab = buf_new(n, 4096), cb = buf_new(n, 4096);
+    const uint64_t big = 1ULL << 31;
+    struct refnpu_cmd_gemm g = {
+        .hdr = HDR(REFNPU_OP_GEMM, struct refnpu_cmd_gemm, 0),
+        .a = { ab.va, 0 }, .b = { 0, big * 4 }, .c = { cb.va, 0 },
+        .m = 1, .n = big, .k = big,
+        .in_dtype = REFNPU_DTYPE_FP32, .out_dtype = REFNPU_DTYPE_FP32,
+    };
+    struct refnpu_completion c;
+
+    /* B's first row: 64 MiB of VA, all on one 2 MiB guest page. */
+    for (uint64_t va = 0; va < 64 * REFNPU_HUGE_PAGE_SIZE / 2;
+         va += REFNPU_HUGE_PAGE_SIZE) {
+        map_huge(n, CTX, va, pa, REFNPU_PTE_READ);
+    }
+    c = run_cmds(n, &g, sizeof(g));
+    g_assert_cmphex(c.status, ==, REFNPU_ERR_MMU_UNMAPPED);
+    g_assert_cmphex(c.fault_va, ==, big * 4);
+    fault_ack(n);
+
+    /* The device is still fine. */
+    g.m = g.n = g.k = 1;
+    g.b.va = ab.va;
+    c = run_cmds(n, &g, sizeof(g));
+    g_assert_cmphex(c.status, ==, REFNPU_ERR_NONE);
+    npu_stop(n);
+}
+
+/* How gemm_f32_check() compares the device's C with the host engine's. */
+typedef enum GemmExpect {
+    GEMM_TOL,               /* within the tolerance contract */
+    GEMM_EXACT,             /* bit for bit: the reference ran */
+    GEMM_FAST,              /* within tolerance, and not bit for bit */
+} GemmExpect;
+
+/*
+ * fp32 GEMM m x n x k of @a_in and @b_in (NULL: data whose sums round, so
+ * that the summation order shows in the last bits) on the device and on
+ * the host engine; compare as @expect says.  Returns C[0][0].
+ */
+static float gemm_f32_check(Npu *n, uint32_t m, uint32_t nn, uint32_t k,
+                            const float *a_in, const float *b_in,
+                            GemmExpect expect)
+{
+    g_autofree float *a = g_new(float, m * k);
+    g_autofree float *b = g_new(float, k * nn);
+    g_autofree float *dev = g_new(float, m * nn);
+    g_autofree float *ref = g_new0(float, m * nn);
+    Buf ab = buf_new(n, m * k * 4), bb = buf_new(n, k * nn * 4);
+    Buf cb = buf_new(n, m * nn * 4);
+    struct refnpu_cmd_gemm g = {
+        .hdr = HDR(REFNPU_OP_GEMM, struct refnpu_cmd_gemm, 0),
+        .a = { ab.va, k * 4 }, .b = { bb.va, nn * 4 },
+        .c = { cb.va, nn * 4 },
+        .m = m, .n = nn, .k = k,
+        .in_dtype = REFNPU_DTYPE_FP32, .out_dtype = REFNPU_DTYPE_FP32,
+    };
+    HostRegion regs[] = {
+        { ab.va, m * k * 4, (uint8_t *)a },
+        { bb.va, k * nn * 4, (uint8_t *)b },
+        { cb.va, m * nn * 4, (uint8_t *)ref },
+    };
+    HostMem hm = { .n = 3 };
+    struct refnpu_engine_env env = {
+        .opaque = &hm, .read = host_read, .write = host_write,
+    };
+    struct refnpu_engine_result res;
+    struct refnpu_completion c;
+
+    memcpy(hm.r, regs, sizeof(regs));
+    if (a_in) {
+        memcpy(a, a_in, m * k * 4);
+        memcpy(b, b_in, k * nn * 4);
+    } else {
+        fill_f32(a, m * k, 5);
+        fill_f32(b, k * nn, 6);
+        for (uint32_t i = 0; i < m * k; i++) {
+            a[i] *= 1.0f + (float)(i % 1000) * 0x1p-12f;
+        }
+    }
+    buf_write(n, &ab, a, m * k * 4);
+    buf_write(n, &bb, b, k * nn * 4);
+    g_assert_cmphex(refnpu_engine_exec(&env, &g, sizeof(g), &res), ==,
+                    REFNPU_ERR_NONE);
+    c = run_cmds(n, &g, sizeof(g));
+    g_assert_cmphex(c.status, ==, REFNPU_ERR_NONE);
+    buf_read(n, &cb, dev, m * nn * 4);
+    if (expect == GEMM_EXACT) {
+        g_assert(memcmp(dev, ref, m * nn * 4) == 0);
+    } else {
+        check_gemm_f32_tol(dev, ref, a, b, NULL, m, nn, k, nn);
+        if (expect == GEMM_FAST) {
+            g_assert(memcmp(dev, ref, m * nn * 4) != 0);
+        }
+    }
+    return dev[0];
+}
+
+/*
+ * The fast path holds its buffers within host-mem-budget: a GEMM whose
+ * operands do not fit runs on the reference engine (bit for bit) instead
+ * of allocating; within budget the same GEMM takes the fast path, which
+ * for this data differs from the reference in the last bits (so the first
+ * check can fail).
+ */
+static void test_gemm_host_budget(void)
+{
+    Npu *n = npu_start("host-mem-budget=1M,gemm-kernel=auto");
+
+    /* B alone is 4 MiB. */
+    gemm_f32_check(n, 8, 1024, 1024, NULL, NULL, GEMM_EXACT);
+    npu_stop(n);
+
+    n = npu_start("gemm-kernel=auto");
+    gemm_f32_check(n, 8, 1024, 1024, NULL, NULL, GEMM_FAST);
+    npu_stop(n);
+}
+
+/*
+ * Infinities must match the reference.  1 * -FLT_MAX + 2^64 * 2^64: the
+ * reference rounds the second product to +inf, so the sum is +inf; a
+ * fused multiply-add gives the finite 2^128 - FLT_MAX = 2^104.
+ */
+static void test_gemm_overflow_inf(const void *opaque)
+{
+    Npu *n = npu_start(opaque);
+    const float a[] = { 1.0f, 0x1p64f };
+    const float b[] = { -FLT_MAX, 0x1p64f };
+
+    g_assert_true(isinf(gemm_f32_check(n, 1, 1, 2, a, b, GEMM_TOL)));
+    npu_stop(n);
+}
+
+/* An injected REFNPU_ERR_ABORTED is a job status: HEAD moves on. */
+static void test_inject_aborted(void)
+{
+    Npu *n = npu_start("fault-inject=on");
+    Buf src = buf_bytes(n, 4096, 41), dst = buf_new(n, 4096);
+    struct refnpu_cmd_copy cp = {
+        .hdr = HDR(REFNPU_OP_COPY, struct refnpu_cmd_copy, 0),
+        .src = { src.va, 0 }, .dst = { dst.va, 0 },
+        .rows = 1, .row_bytes = 128,
+    };
+    Buf cb = cmdbuf(n, &cp, sizeof(cp));
+    struct refnpu_completion c;
+    uint8_t got[128], zero[128] = { 0 };
+    Job j1, j2;
+
+    qwr(n, 0, REFNPU_Q_DBG_ERROR, REFNPU_ERR_ABORTED);
+    qwr(n, 0, REFNPU_Q_DBG_INJECT, REFNPU_DBG_INJECT_ERROR);
+    j1 = job_submit(n, 0, 0, &cb, sizeof(cp));
+    c = job_wait(n, &j1);
+    g_assert_cmphex(c.status, ==, REFNPU_ERR_ABORTED);
+    queue_idle(n, 0);
+    g_assert_cmpuint(qrd(n, 0, REFNPU_Q_HEAD), ==, n->tail[0]);
+    g_assert_cmpuint(rdq(n, REFNPU_REG_QUEUE(0, REFNPU_Q_LAST_SEQ)), ==,
+                     j1.seq);
+    /* Not run again: the copy never happened. */
+    buf_read(n, &dst, got, sizeof(got));
+    g_assert(memcmp(got, zero, sizeof(got)) == 0);
+    fault_ack(n);
+
+    j2 = job_submit(n, 0, 0, &cb, sizeof(cp));
+    c = job_wait(n, &j2);
+    g_assert_cmphex(c.status, ==, REFNPU_ERR_NONE);
+    g_assert_cmpuint(rdq(n, REFNPU_REG_QUEUE(0, REFNPU_Q_LAST_SEQ)), ==,
+                     j2.seq);
+    npu_stop(n);
+}
+
+/*
+ * Reading TIMESTAMP's low half latches the high half: a 64-bit value read
+ * as two 32-bit halves does not tear, even across a carry.
+ */
+static void test_timestamp_latch(void)
+{
+    Npu *n = npu_start(NULL);
+    uint64_t t0, t1, lo, hi;
+
+    t0 = rdq(n, REFNPU_REG_TIMESTAMP);
+    lo = rd(n, REFNPU_REG_TIMESTAMP);
+    qtest_clock_step(n->qts, (1LL << 32) + 5 * MS);
+    hi = rd(n, REFNPU_REG_TIMESTAMP + 4);
+    t1 = rdq(n, REFNPU_REG_TIMESTAMP);
+    g_assert_cmpuint((hi << 32 | lo) - t0, <, 1ULL << 32);
+    g_assert_cmpuint(t1 - t0, >=, 1ULL << 32);
+    npu_stop(n);
+}
+
+/*
+ * A watchdog of 4295 ms (4295 * 10^6 ns > 2^32) must not wrap to 32 us:
+ * a job delayed by 1 ms of device time completes normally.
+ */
+static void test_watchdog_large(void)
+{
+    Npu *n = npu_start("fault-inject=on");
+    Buf cb = nop_cmdbuf(n);
+    struct refnpu_completion c;
+    Job j;
+
+    qwr(n, 0, REFNPU_Q_WATCHDOG_MS, 4295);
+    qwr(n, 0, REFNPU_Q_DBG_DELAY_US, 1000);
+    qwr(n, 0, REFNPU_Q_DBG_INJECT, REFNPU_DBG_INJECT_DELAY);
+    j = job_submit(n, 0, 0, &cb, REFNPU_CMD_NOP_SIZE);
+    g_assert(WAIT_FOR(qrd(n, 0, REFNPU_Q_DBG_INJECT) == 0));
+    qtest_clock_step(n->qts, 2 * MS);
+    c = job_wait(n, &j);
+    g_assert_cmphex(c.status, ==, REFNPU_ERR_NONE);
+
+    /* And the watchdog still fires at its time. */
+    qwr(n, 0, REFNPU_Q_WATCHDOG_MS, 5);
+    qwr(n, 0, REFNPU_Q_DBG_INJECT, REFNPU_DBG_INJECT_HANG);
+    j = job_submit(n, 0, 0, &cb, REFNPU_CMD_NOP_SIZE);
+    g_assert(WAIT_FOR(qrd(n, 0, REFNPU_Q_DBG_INJECT) == 0));
+    qtest_clock_step(n->qts, 6 * MS);
+    c = job_wait(n, &j);
+    g_assert_cmphex(c.status, ==, REFNPU_ERR_TIMEOUT);
+    npu_stop(n);
+}
+
+/*
+ * x-sync=on: the doorbell runs the queue before the MMIO write returns,
+ * and a job that would wait ends as the watchdog would.
+ */
+static void test_sync_mode(void)
+{
+    Npu *n = npu_start("x-sync=on,fault-inject=on");
+    Buf cb = nop_cmdbuf(n);
+    struct refnpu_completion c;
+    Job j;
+
+    j = job_submit(n, 0, REFNPU_JOB_F_IRQ, &cb, REFNPU_CMD_NOP_SIZE);
+    g_assert_true(job_done(n, &j));
+    c = job_wait(n, &j);
+    g_assert_cmphex(c.status, ==, REFNPU_ERR_NONE);
+    g_assert_cmpuint(qrd(n, 0, REFNPU_Q_HEAD), ==, n->tail[0]);
+
+    qwr(n, 1, REFNPU_Q_DBG_INJECT, REFNPU_DBG_INJECT_HANG);
+    j = job_submit(n, 1, 0, &cb, REFNPU_CMD_NOP_SIZE);
+    g_assert_true(job_done(n, &j));
+    c = job_wait(n, &j);
+    g_assert_cmphex(c.status, ==, REFNPU_ERR_TIMEOUT);
+    npu_stop(n);
+}
+
+/* One worker serves every queue in turn. */
+static void test_one_worker(void)
+{
+    Npu *n = npu_start("num-workers=1,fault-inject=on");
+    Buf cb = nop_cmdbuf(n);
+    Job jobs[NUM_QUEUES][RING_ENTRIES - 1];
+
+    for (unsigned i = 0; i < RING_ENTRIES - 1; i++) {
+        for (unsigned q = 0; q < NUM_QUEUES; q++) {
+            jobs[q][i] = job_queue(n, q, CTX, 0, &cb, REFNPU_CMD_NOP_SIZE);
+        }
+    }
+    for (unsigned q = 0; q < NUM_QUEUES; q++) {
+        doorbell(n, q);
+    }
+    for (unsigned q = 0; q < NUM_QUEUES; q++) {
+        for (unsigned i = 0; i < RING_ENTRIES - 1; i++) {
+            g_assert_cmphex(job_wait(n, &jobs[q][i]).status, ==,
+                            REFNPU_ERR_NONE);
+        }
+    }
+    npu_stop(n);
+}
+
+/* Properties out of range are refused at realize, with a message. */
+static void test_bad_properties(void)
+{
+    static const struct {
+        const char *name;
+        int64_t num;            /* used when str is NULL */
+        const char *str;
+        const char *msg;        /* part of the error */
+    } bad[] = {
+        { "num-queues", 0, NULL, "num-queues" },
+        { "num-queues", REFNPU_MAX_QUEUES + 1, NULL, "num-queues" },
+        { "num-workers", 0, NULL, "num-workers" },
+        { "gemm-kernel", 0, "sse9", "sse9" },
+    };
+    QTestState *qts = qtest_init("-machine pc");
+
+    for (unsigned i = 0; i < G_N_ELEMENTS(bad); i++) {
+        QDict *args = qdict_new(), *r, *err;
+
+        qdict_put_str(args, "driver", "refnpu");
+        if (bad[i].str) {
+            qdict_put_str(args, bad[i].name, bad[i].str);
+        } else {
+            qdict_put_int(args, bad[i].name, bad[i].num);
+        }
+        r = qtest_qmp(qts, "{ 'execute': 'device_add', 'arguments': %p }",
+                      args);
+        err = qdict_get_qdict(r, "error");
+        g_assert_nonnull(err);
+        g_test_message("%s: %s", bad[i].name, qdict_get_str(err, "desc"));
+        g_assert_nonnull(strstr(qdict_get_str(err, "desc"), bad[i].msg));
+        qobject_unref(r);
+    }
+    qtest_quit(qts);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -2031,11 +2363,11 @@ int main(int argc, char **argv)
     qtest_add_func("/refnpu/queue/errors", test_ring_errors);
     qtest_add_func("/refnpu/op/copy-fill", test_op_copy_fill);
     qtest_add_data_func("/refnpu/op/gemm-f32/fast-auto",
-                        "x-gemm-kernel=auto", test_op_gemm_f32);
+                        "gemm-kernel=auto", test_op_gemm_f32);
     qtest_add_data_func("/refnpu/op/gemm-f32/fast-generic",
-                        "x-gemm-kernel=generic", test_op_gemm_f32);
+                        "gemm-kernel=generic", test_op_gemm_f32);
     qtest_add_data_func("/refnpu/op/gemm-f32/reference",
-                        "x-fast-gemm=off", test_op_gemm_f32);
+                        "fast-gemm=off", test_op_gemm_f32);
     qtest_add_func("/refnpu/op/gemm-int8-f16-bf16", test_op_gemm_other);
     qtest_add_func("/refnpu/op/ewise-act", test_op_ewise_act);
     qtest_add_func("/refnpu/op/softmax-layernorm", test_op_softmax_layernorm);
@@ -2056,6 +2388,18 @@ int main(int argc, char **argv)
     qtest_add_func("/refnpu/inject/stray-dma", test_inject_stray_dma);
     qtest_add_func("/refnpu/inject/stray-dma-iommu",
                    test_inject_stray_dma_iommu);
+    qtest_add_func("/refnpu/guest/gemm-size-overflow", test_gemm_size_overflow);
+    qtest_add_func("/refnpu/guest/gemm-host-budget", test_gemm_host_budget);
+    qtest_add_data_func("/refnpu/guest/gemm-overflow-inf/auto",
+                        "gemm-kernel=auto", test_gemm_overflow_inf);
+    qtest_add_data_func("/refnpu/guest/gemm-overflow-inf/avx2",
+                        "gemm-kernel=avx2", test_gemm_overflow_inf);
+    qtest_add_func("/refnpu/guest/inject-aborted", test_inject_aborted);
+    qtest_add_func("/refnpu/guest/timestamp-latch", test_timestamp_latch);
+    qtest_add_func("/refnpu/guest/watchdog-large", test_watchdog_large);
+    qtest_add_func("/refnpu/guest/sync-mode", test_sync_mode);
+    qtest_add_func("/refnpu/guest/one-worker", test_one_worker);
+    qtest_add_func("/refnpu/guest/bad-properties", test_bad_properties);
 
     return g_test_run();
 }

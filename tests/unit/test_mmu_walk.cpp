@@ -353,6 +353,10 @@ TEST(FrontEnd, RingConfiguration)
 	EXPECT_FALSE(refnpu_ring_valid(0x1000, 2 * REFNPU_RING_MAX_ENTRIES, 0));
 	EXPECT_FALSE(refnpu_ring_valid(0x1000 + REFNPU_RING_ALIGN / 2, 128, 0));
 	EXPECT_FALSE(refnpu_ring_valid(0x1000, 128, 128)) << "tail outside the ring";
+	EXPECT_TRUE(refnpu_ring_valid(~0ULL - 128 * REFNPU_JOB_DESC_SIZE + 1, 128, 0));
+	EXPECT_FALSE(refnpu_ring_valid(~0ULL - 128 * REFNPU_JOB_DESC_SIZE + 1 + REFNPU_RING_ALIGN,
+				       128, 0))
+		<< "wraps the bus address space";
 }
 
 TEST(FrontEnd, DescriptorChecks)
