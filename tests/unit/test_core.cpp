@@ -24,10 +24,10 @@ namespace {
 constexpr uint64_t kRing = 0x1000;
 constexpr uint64_t kCtxTable = 0x3000;
 constexpr uint64_t kTables = 0x10000; // page tables from here
-constexpr uint64_t kComp = 0x8000;    // completion records, 64 B apart
-constexpr uint64_t kCmd = 0x100000;   // command buffer (PA = VA - kVa)
-constexpr uint64_t kData = 0x200000;  // data buffers
-constexpr uint64_t kVa = 0x40000000;  // VA of PA 0
+constexpr uint64_t kComp = 0x8000; // completion records, 64 B apart
+constexpr uint64_t kCmd = 0x100000; // command buffer (PA = VA - kVa)
+constexpr uint64_t kData = 0x200000; // data buffers
+constexpr uint64_t kVa = 0x40000000; // VA of PA 0
 constexpr uint64_t kBusSize = 8 << 20;
 constexpr uint32_t kRingSize = 16;
 constexpr uint32_t kCtx = 1;
@@ -118,7 +118,7 @@ struct Platform {
 		if (p->on_wait)
 			p->on_wait();
 	}
-	static void wake(void *, unsigned int) {}
+	static void wake(void *, unsigned int) { }
 
 	struct refnpu_core_ops ops = {};
 
@@ -175,7 +175,8 @@ struct Platform {
 			t = e & REFNPU_PTE_ADDR_MASK;
 		}
 		wr_pte(t + REFNPU_PT_INDEX(va, 1) * REFNPU_PTE_SIZE,
-		       pa | REFNPU_PTE_VALID | REFNPU_PTE_LEAF | REFNPU_PTE_READ | REFNPU_PTE_WRITE);
+		       pa | REFNPU_PTE_VALID | REFNPU_PTE_LEAF | REFNPU_PTE_READ |
+			       REFNPU_PTE_WRITE);
 	}
 
 	uint32_t rd(uint32_t a) { return (uint32_t)refnpu_core_read(&core, a, 4); }

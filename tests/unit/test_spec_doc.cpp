@@ -341,11 +341,14 @@ struct QuietCore {
 	struct refnpu_core_ops ops = {};
 	static constexpr unsigned kQueues = 5;
 
-	static __u32 dma(void *, unsigned int, __u64, void *, __u64, bool) { return REFNPU_ERR_DMA; }
-	static void irq(void *, unsigned int) {}
+	static __u32 dma(void *, unsigned int, __u64, void *, __u64, bool)
+	{
+		return REFNPU_ERR_DMA;
+	}
+	static void irq(void *, unsigned int) { }
 	static __u64 now_ns(void *) { return 0; }
-	static void lock(void *, int) {}
-	static void kick(void *, unsigned int) {}
+	static void lock(void *, int) { }
+	static void kick(void *, unsigned int) { }
 
 	QuietCore()
 	{
@@ -382,7 +385,8 @@ std::vector<RegRow> register_rows()
 
 		lineno++;
 		if (std::regex_search(line, m, row))
-			rows.push_back({lineno, m[2], static_cast<uint32_t>(std::stoul(m[1], nullptr, 0)),
+			rows.push_back({lineno, m[2],
+					static_cast<uint32_t>(std::stoul(m[1], nullptr, 0)),
 					static_cast<unsigned>(std::stoul(m[3])), m[4], m[5]});
 	}
 	return rows;
@@ -409,7 +413,8 @@ void check_reset_values(QuietCore &d, const char *when)
 			uint32_t addr = queue ? REFNPU_REG_QUEUE(q, r.off) : r.off;
 
 			EXPECT_EQ(refnpu_core_read(&d.core, addr, r.width / 8), want)
-				<< when << ", line " << r.lineno << ": " << r.name << " queue " << q;
+				<< when << ", line " << r.lineno << ": " << r.name << " queue "
+				<< q;
 		}
 		checked++;
 	}
@@ -448,7 +453,13 @@ TEST(SpecDoc, ResetValuesMatchCore)
 
 TEST(SpecDoc, CommandSizesMatchHeaderAndEngine)
 {
-#define S(st, op, size) {#st, {sizeof(struct st), op, size}}
+#define S(st, op, size)                                                                            \
+	{                                                                                          \
+#st,                                                                               \
+		{                                                                                  \
+			sizeof(struct st), op, size                                                \
+		}                                                                                  \
+	}
 	const std::map<std::string, std::tuple<size_t, uint32_t, uint32_t>> kCmds = {
 		S(refnpu_cmd_nop, REFNPU_OP_NOP, REFNPU_CMD_NOP_SIZE),
 		S(refnpu_cmd_copy, REFNPU_OP_COPY, REFNPU_CMD_COPY_SIZE),
@@ -463,7 +474,8 @@ TEST(SpecDoc, CommandSizesMatchHeaderAndEngine)
 	};
 #undef S
 	std::ifstream in(doc_path());
-	const std::regex row(R"(^(0x[0-9a-fA-F]+)\s+``REFNPU_OP_\w+``\s+``struct (\w+)``\s+([0-9]+)\s*$)");
+	const std::regex row(
+		R"(^(0x[0-9a-fA-F]+)\s+``REFNPU_OP_\w+``\s+``struct (\w+)``\s+([0-9]+)\s*$)");
 	std::set<std::string> seen;
 	std::string line;
 	uint32_t largest = 0;
