@@ -247,6 +247,7 @@ struct refnpu_device *refnpu_device_create(struct device *parent,
 int refnpu_device_register(struct refnpu_device *rdev);
 void refnpu_device_unregister(struct refnpu_device *rdev);
 
+extern bool refnpu_virt_stray_dma;
 int refnpu_virt_init(void);
 void refnpu_virt_exit(void);
 int refnpu_pci_init(void);

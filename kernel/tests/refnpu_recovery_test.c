@@ -15,6 +15,8 @@
 
 #include <linux/completion.h>
 #include <linux/delay.h>
+#include <linux/dma-direct.h>
+#include <linux/string.h>
 #include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/jiffies.h>
@@ -446,6 +448,82 @@ static void recovery_remove_while_freeing(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, rec_nop(test, f->filp, f->cmd), 0);
 }
 
+/*
+ * An injected ABORTED is an ordinary job status: the job completes with
+ * it, HEAD moves on, and the job does not run a second time.
+ */
+static void recovery_injected_aborted_completes(struct kunit *test)
+{
+	struct rec_fixture *f = test->priv;
+	struct refnpu_queue *q = &f->rdev->queues[0];
+	s64 completed = stat(&q->stats.completed);
+
+	rec_inject(test, REFNPU_DBG_INJECT_ERROR, REFNPU_ERR_ABORTED, 0, 0);
+	KUNIT_EXPECT_EQ(test, rec_nop(test, f->filp, f->cmd), -ECANCELED);
+	KUNIT_EXPECT_EQ(test, stat(&q->stats.failed), 1LL);
+	KUNIT_EXPECT_EQ(test, stat(&q->stats.timeouts), 0LL);
+	KUNIT_EXPECT_EQ(test, rec_nop(test, f->filp, f->cmd), 0);
+	KUNIT_EXPECT_EQ(test, stat(&q->stats.completed), completed + 1);
+}
+
+/*
+ * Reading TIMESTAMP's low half latches its high half: a reader that takes
+ * the halves apart never sees a value torn by a carry in between. Waits
+ * for the first carry of the device's clock, about 4.3 s after creation.
+ */
+static void recovery_timestamp_latches_high_half(struct kunit *test)
+{
+	struct rec_fixture *f = test->priv;
+	unsigned long end = jiffies + 10 * HZ;
+	u64 before, after;
+	u32 lo, hi;
+
+	do {
+		lo = refnpu_test_reg(f->rdev, REFNPU_REG_TIMESTAMP);
+		hi = refnpu_test_reg(f->rdev, REFNPU_REG_TIMESTAMP + 4);
+		if (hi || lo >= 0xf0000000U)
+			break;
+		msleep(100);
+	} while (time_before(jiffies, end));
+	KUNIT_ASSERT_EQ_MSG(test, hi, 0U, "the device clock started late");
+	KUNIT_ASSERT_GE(test, lo, 0xf0000000U);
+
+	/* The carry comes between the two halves of this read. */
+	lo = refnpu_test_reg(f->rdev, REFNPU_REG_TIMESTAMP);
+	msleep(600);
+	hi = refnpu_test_reg(f->rdev, REFNPU_REG_TIMESTAMP + 4);
+	before = (u64)hi << 32 | lo;
+	lo = refnpu_test_reg(f->rdev, REFNPU_REG_TIMESTAMP);
+	hi = refnpu_test_reg(f->rdev, REFNPU_REG_TIMESTAMP + 4);
+	after = (u64)hi << 32 | lo;
+	KUNIT_EXPECT_EQ(test, hi, 1U);
+	KUNIT_EXPECT_GE(test, after, before + 600 * NSEC_PER_MSEC);
+	KUNIT_EXPECT_LT(test, after, before + 10ULL * NSEC_PER_SEC);
+}
+
+/*
+ * Stray-DMA injection makes the device write a physical address with no
+ * MMU in the way. The virtual device refuses it unless virt_stray_dma is
+ * set: by default nothing a debugfs writer injects reaches kernel memory.
+ */
+static void recovery_stray_dma_refused(struct kunit *test)
+{
+	struct rec_fixture *f = test->priv;
+	u8 *page;
+
+	if (refnpu_virt_stray_dma)
+		kunit_skip(test, "virt_stray_dma=1 lets stray DMA land");
+	page = kunit_kzalloc(test, PAGE_SIZE, GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, page);
+
+	rec_inject(test, REFNPU_DBG_INJECT_STRAY_DMA, 0, 0,
+		   phys_to_dma(f->rdev->drm.dev, virt_to_phys(page)));
+	KUNIT_EXPECT_EQ(test, rec_nop(test, f->filp, f->cmd), -EINVAL);
+	KUNIT_EXPECT_NULL(test, memchr_inv(page, 0, PAGE_SIZE));
+	/* One-shot: the device works on. */
+	KUNIT_EXPECT_EQ(test, rec_nop(test, f->filp, f->cmd), 0);
+}
+
 static struct kunit_case refnpu_recovery_cases[] = {
 	KUNIT_CASE_SLOW(recovery_hang_times_out),
 	KUNIT_CASE_SLOW(recovery_innocent_resubmitted),
@@ -454,6 +532,9 @@ static struct kunit_case refnpu_recovery_cases[] = {
 	KUNIT_CASE(recovery_spurious_interrupts),
 	KUNIT_CASE(recovery_debugfs_spurious_irq),
 	KUNIT_CASE(recovery_injected_errors),
+	KUNIT_CASE(recovery_injected_aborted_completes),
+	KUNIT_CASE_SLOW(recovery_timestamp_latches_high_half),
+	KUNIT_CASE(recovery_stray_dma_refused),
 	KUNIT_CASE(recovery_delay_is_device_time),
 	KUNIT_CASE(recovery_device_reset_resubmits),
 	KUNIT_CASE(recovery_remove_while_freeing),
