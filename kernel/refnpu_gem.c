@@ -228,15 +228,23 @@ static struct sg_table *refnpu_gem_sgt(struct refnpu_bo *bo)
 	return drm_gem_shmem_get_pages_sgt(&bo->base);
 }
 
-/*
- * A file got a handle on the BO: map it into the file's context, or take
- * one more reference on the mapping when it already is.
+/**
+ * refnpu_mapping_open() - map a BO into a context, or reference its mapping
+ * @bo: BO
+ * @ctx: context
+ *
+ * Takes one more reference on the BO's mapping in @ctx, creating the
+ * mapping (and its device VA) when there is none. The GEM open hook takes
+ * the reference of each handle this way; an ioctl that creates a BO takes
+ * one of its own before it publishes the handle, so that another thread
+ * closing the new handle at once cannot unmap the BO under it.
+ *
+ * Return: the mapping, or an ERR_PTR() on failure.
  */
-static int refnpu_gem_open(struct drm_gem_object *obj, struct drm_file *file)
+struct refnpu_mapping *refnpu_mapping_open(struct refnpu_bo *bo,
+					   struct refnpu_ctx *ctx)
 {
-	struct refnpu_file *rfile = file->driver_priv;
-	struct refnpu_bo *bo = to_refnpu_bo(obj);
-	struct refnpu_ctx *ctx = rfile->ctx;
+	struct drm_gem_object *obj = &bo->base.base;
 	struct refnpu_mapping *map;
 	struct sg_table *sgt;
 	int ret;
@@ -246,7 +254,7 @@ static int refnpu_gem_open(struct drm_gem_object *obj, struct drm_file *file)
 	if (map) {
 		kref_get(&map->refcount);
 		mutex_unlock(&bo->lock);
-		return 0;
+		return map;
 	}
 
 	sgt = refnpu_gem_sgt(bo);
@@ -274,13 +282,22 @@ static int refnpu_gem_open(struct drm_gem_object *obj, struct drm_file *file)
 	list_add_tail(&map->link, &bo->mappings);
 	mutex_unlock(&bo->lock);
 
-	return 0;
+	return map;
 
 err_free:
 	kfree(map);
 err_unlock:
 	mutex_unlock(&bo->lock);
-	return ret;
+	return ERR_PTR(ret);
+}
+
+/* A file got a handle on the BO: the handle holds a mapping reference. */
+static int refnpu_gem_open(struct drm_gem_object *obj, struct drm_file *file)
+{
+	struct refnpu_file *rfile = file->driver_priv;
+
+	return PTR_ERR_OR_ZERO(refnpu_mapping_open(to_refnpu_bo(obj),
+						   rfile->ctx));
 }
 
 static void refnpu_gem_close(struct drm_gem_object *obj, struct drm_file *file)
@@ -368,20 +385,25 @@ int refnpu_bo_create_ioctl(struct drm_device *drm, void *data,
 	bo->flags = args->flags;
 	shmem->map_wc = !!(args->flags & DRM_REFNPU_BO_WC);
 
-	/* Maps the BO into the file's context through refnpu_gem_open(). */
-	ret = drm_gem_handle_create(file, &shmem->base, &handle);
-	if (ret)
-		goto out;
-
-	map = refnpu_mapping_get(bo, rfile->ctx);
-	if (drm_WARN_ON(drm, !map)) {
-		drm_gem_handle_delete(file, handle);
-		ret = -EINVAL;
+	/*
+	 * Map the BO before its handle exists: once published, another
+	 * thread may close the handle at once, and the mapping must outlive
+	 * it until its VA is reported. The handle takes a reference of its
+	 * own through refnpu_gem_open().
+	 */
+	map = refnpu_mapping_open(bo, rfile->ctx);
+	if (IS_ERR(map)) {
+		ret = PTR_ERR(map);
 		goto out;
 	}
-	args->va = map->va;
-	args->handle = handle;
+	ret = drm_gem_handle_create(file, &shmem->base, &handle);
+	if (!ret) {
+		args->va = map->va;
+		args->handle = handle;
+	}
 	refnpu_mapping_put(map);
+	if (ret)
+		goto out;
 
 	refnpu_dbg(rfile->rdev, GEM, "ctx %u bo %u size %zu va 0x%llx\n",
 		   rfile->ctx->id, handle, shmem->base.size, args->va);
@@ -416,9 +438,10 @@ int refnpu_bo_info_ioctl(struct drm_device *drm, void *data,
 		return -ENOENT;
 	bo = to_refnpu_bo(obj);
 
+	/* The handle may have been closed since the lookup: it is gone. */
 	map = refnpu_mapping_get(bo, rfile->ctx);
-	if (drm_WARN_ON(drm, !map)) {
-		ret = -EINVAL;
+	if (!map) {
+		ret = -ENOENT;
 		goto out;
 	}
 

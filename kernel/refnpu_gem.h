@@ -72,6 +72,8 @@ static inline struct refnpu_bo *to_refnpu_bo(struct drm_gem_object *obj)
 
 struct drm_gem_object *refnpu_gem_create_object(struct drm_device *drm,
 						size_t size);
+struct refnpu_mapping *refnpu_mapping_open(struct refnpu_bo *bo,
+					   struct refnpu_ctx *ctx);
 struct refnpu_mapping *refnpu_mapping_get(struct refnpu_bo *bo,
 					  struct refnpu_ctx *ctx);
 void refnpu_mapping_put(struct refnpu_mapping *map);

@@ -805,10 +805,11 @@ static int refnpu_submit_lookup_bos(struct refnpu_job *job,
 	}
 
 	for (i = 0; i < n; i++) {
+		/* Closed by another thread since the lookup: gone. */
 		job->maps[i] = refnpu_mapping_get(to_refnpu_bo(job->bos[i]),
 						  rfile->ctx);
-		if (drm_WARN_ON(job->bos[i]->dev, !job->maps[i])) {
-			ret = -EINVAL;
+		if (!job->maps[i]) {
+			ret = -ENOENT;
 			goto out;
 		}
 	}

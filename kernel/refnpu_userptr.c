@@ -276,20 +276,23 @@ int refnpu_bo_userptr_ioctl(struct drm_device *drm, void *data,
 	bo->dma_dir = device_ro ? DMA_TO_DEVICE : DMA_BIDIRECTIONAL;
 	bo->flags = device_ro ? DRM_REFNPU_BO_DEVICE_RO : 0;
 
-	/* Maps the BO into the file's context through the GEM open hook. */
-	ret = drm_gem_handle_create(file, obj, &handle);
-	if (ret)
-		goto out_put;
-
-	map = refnpu_mapping_get(bo, rfile->ctx);
-	if (drm_WARN_ON(drm, !map)) {
-		drm_gem_handle_delete(file, handle);
-		ret = -EINVAL;
+	/*
+	 * Map before the handle exists (see refnpu_bo_create_ioctl()): a
+	 * thread closing the new handle at once cannot unmap it under us.
+	 */
+	map = refnpu_mapping_open(bo, rfile->ctx);
+	if (IS_ERR(map)) {
+		ret = PTR_ERR(map);
 		goto out_put;
 	}
-	args->va = map->va;
-	args->handle = handle;
+	ret = drm_gem_handle_create(file, obj, &handle);
+	if (!ret) {
+		args->va = map->va;
+		args->handle = handle;
+	}
 	refnpu_mapping_put(map);
+	if (ret)
+		goto out_put;
 
 	refnpu_dbg(rfile->rdev, GEM, "ctx %u userptr bo %u size %llu va 0x%llx%s\n",
 		   rfile->ctx->id, handle, args->size, args->va,
