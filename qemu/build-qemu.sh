@@ -13,9 +13,15 @@
 # that ninja rebuilds only the device.  The qtest in tests/qtest/ is synced
 # into the tree's tests/qtest/ in the same way.
 #
-# Usage: qemu/build-qemu.sh [--qtest] [--bench]
-#   --qtest   also build the qtest (tests/qtest/refnpu-test.c)
-#   --bench   also build the GEMM benchmark (qemu/bench/refnpu-gemm-bench.c)
+# Usage: qemu/build-qemu.sh [--sanitize] [--qtest] [--bench] [--fuzz]
+#   --sanitize  build the sanitizer variant instead: clang with
+#               AddressSanitizer, UndefinedBehaviorSanitizer and QEMU's
+#               fuzzing instrumentation (--enable-asan --enable-ubsan
+#               --enable-fuzzing), in a build directory of its own
+#   --qtest     also build the qtest (tests/qtest/refnpu-test.c)
+#   --bench     also build the GEMM benchmark (qemu/bench/refnpu-gemm-bench.c)
+#   --fuzz      also build the libFuzzer binary qemu-fuzz-x86_64 (with the
+#               refnpu targets of qemu/fuzz/); implies --sanitize
 #   Each extra binary's path is printed, in this order, on a line before
 #   the QEMU binary's path.
 #
@@ -35,10 +41,14 @@ set -euo pipefail
 
 want_qtest=0
 want_bench=0
+want_fuzz=0
+sanitize=0
 for a in "$@"; do
 	case "$a" in
 	--qtest) want_qtest=1 ;;
 	--bench) want_bench=1 ;;
+	--fuzz) want_fuzz=1 sanitize=1 ;;
+	--sanitize) sanitize=1 ;;
 	-h | --help)
 		sed -n '3,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'
 		exit 0
@@ -120,6 +130,7 @@ log "source $tarball sha256 ok"
 vdir=$cache/$upver
 src=$vdir/src
 build=$vdir/build
+[ $sanitize = 1 ] && build=$vdir/build-sanitize
 if [ ! -f "$src/.refnpu-unpacked" ]; then
 	log "unpacking into $src"
 	rm -rf "$src" "$vdir/.unpack" "$build"
@@ -172,6 +183,30 @@ if ! grep -q "^subdir('refnpu')$" "$qmeson"; then
 fi
 grep -q "refnpu-test" "$qmeson" || die "could not register refnpu-test"
 
+# Register the fuzz target (only built with --enable-fuzzing) and the
+# generic-fuzz configuration "generic-fuzz-refnpu".
+fmeson=$src/tests/qtest/fuzz/meson.build
+if ! grep -q "refnpu_fuzz.c" "$fmeson"; then
+	grep -q "^specific_fuzz_ss.add(files('generic_fuzz.c'))$" "$fmeson" ||
+		die "tests/qtest/fuzz/meson.build anchor not found"
+	sed -i "s|^specific_fuzz_ss.add(files('generic_fuzz.c'))$|specific_fuzz_ss.add(when: 'CONFIG_REFNPU', if_true: files('refnpu_fuzz.c'))\n&|" "$fmeson"
+fi
+fconfigs=$src/tests/qtest/fuzz/generic_fuzz_configs.h
+if ! grep -q '"refnpu"' "$fconfigs"; then
+	python3 - "$fconfigs" "$here/fuzz/generic-fuzz-config.h" <<-'PYEOF'
+		import sys
+		p, entry = sys.argv[1], open(sys.argv[2]).read()
+		s = open(p).read()
+		a = "const generic_fuzz_config predefined_configs[] = {\n"
+		assert a in s, "generic_fuzz_configs.h anchor not found"
+		body = "".join(l for l in entry.splitlines(True)
+		               if not l.startswith(("/*", " *", "//")))
+		s = s.replace(a, a + body, 1)
+		open(p, "w").write(s)
+	PYEOF
+fi
+grep -q '"refnpu"' "$fconfigs" || die "could not register generic-fuzz-refnpu"
+
 # --- sync the device and test sources -------------------------------------
 # Copy only when the content differs, so unchanged files keep their
 # timestamps and ninja does not rebuild them.
@@ -197,6 +232,7 @@ qdir=$src/tests/qtest
 sync_file "$here/qtest.meson" "$qdir/refnpu/meson.build"
 sync_file "$repo/tests/qtest/refnpu-test.c" "$qdir/refnpu-test.c"
 sync_file "$here/bench/refnpu-gemm-bench.c" "$qdir/refnpu/refnpu-gemm-bench.c"
+sync_file "$here/fuzz/refnpu_fuzz.c" "$qdir/fuzz/refnpu_fuzz.c"
 
 # --- configure ---------------------------------------------------------------
 config_args=(
@@ -209,6 +245,14 @@ config_args=(
 	--disable-tools
 	--disable-install-blobs
 )
+if [ $sanitize = 1 ]; then
+	command -v clang >/dev/null ||
+		die "--sanitize needs clang and libFuzzer (run scripts/setup-deps.sh)"
+	# The fuzz binary takes no -L: give it Debian's firmware directories.
+	config_args+=(--cc=clang --cxx=clang++ --enable-asan --enable-ubsan
+		--enable-fuzzing
+		--firmwarepath=/usr/share/qemu:/usr/share/seabios:/usr/lib/ipxe/qemu)
+fi
 stamp="${config_args[*]}"
 if [ ! -f "$build/build.ninja" ] || [ "$(cat "$build/.refnpu-config" 2>/dev/null)" != "$stamp" ]; then
 	log "configuring in $build"
@@ -223,6 +267,7 @@ fi
 targets=(qemu-system-x86_64)
 [ $want_qtest = 1 ] && targets+=(tests/qtest/refnpu-test)
 [ $want_bench = 1 ] && targets+=(tests/qtest/refnpu/refnpu-gemm-bench)
+[ $want_fuzz = 1 ] && targets+=(qemu-fuzz-x86_64)
 start=$(date +%s)
 ninja_log=$(mktemp)
 trap 'rm -f "$ninja_log"' EXIT
@@ -237,9 +282,18 @@ if grep -E "$warn_re" "$ninja_log" >&2; then
 	die "warnings in refnpu sources"
 fi
 log "build finished in $(($(date +%s) - start)) s"
+# A binary in the build tree looks for its firmware path inside
+# qemu-bundle/: point those directories at Debian's firmware.
+if [ $sanitize = 1 ]; then
+	for d in /usr/share/qemu /usr/share/seabios /usr/lib/ipxe/qemu; do
+		mkdir -p "$build/qemu-bundle$(dirname "$d")"
+		ln -sfn "$d" "$build/qemu-bundle$d"
+	done
+fi
 
 if [ $want_qtest = 1 ]; then echo "$build/tests/qtest/refnpu-test"; fi
 if [ $want_bench = 1 ]; then echo "$build/tests/qtest/refnpu/refnpu-gemm-bench"; fi
+if [ $want_fuzz = 1 ]; then echo "$build/qemu-fuzz-x86_64"; fi
 echo "$build/qemu-system-x86_64"
 exit 0
 }

@@ -15,6 +15,7 @@ BASE_PKGS=(
 	python3 python3-venv perl bc bison flex libssl-dev libelf-dev dwarves
 	libfdt-dev libglib2.0-dev libpixman-1-dev zlib1g-dev
 	clang-format sparse
+	clang libclang-rt-14-dev
 )
 BPO_PKGS=(meson python3-pycotap)
 BPO_LIST=/etc/apt/sources.list.d/refnpu-backports.sources

@@ -4,13 +4,25 @@
 # Build (or refresh) the custom QEMU and the refnpu qtest, then run the
 # qtest against it, TAP on stdout.  Called by `meson test --suite qtest`.
 #
-# Usage: tests/qtest/run-qtest.sh [qtest arguments, e.g. -p /refnpu/mmu]
+# Usage: tests/qtest/run-qtest.sh [--sanitize] [qtest arguments, e.g. -p /refnpu/mmu]
+#   --sanitize  run against the AddressSanitizer + UndefinedBehaviorSanitizer
+#               build (qemu/build-qemu.sh --sanitize): any report aborts
+#               QEMU (or the qtest), which fails the test that was running
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 
-mapfile -t out < <("$repo/qemu/build-qemu.sh" --qtest)
+variant=()
+if [ "${1:-}" = --sanitize ]; then
+	variant=(--sanitize)
+	shift
+	# Reports abort the process; leaks at exit are reports too.
+	export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+	export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:abort_on_error=1:print_stacktrace=1}
+fi
+
+mapfile -t out < <("$repo/qemu/build-qemu.sh" "${variant[@]}" --qtest)
 [ ${#out[@]} -ge 2 ] || {
 	echo "Bail out! qemu/build-qemu.sh failed"
 	exit 1
