@@ -26,6 +26,7 @@
 #include "tests/qtest/libqtest.h"
 #include "fuzz.h"
 #include "../../../hw/misc/refnpu/refnpu_hw.h"
+#include "../../../hw/misc/refnpu/refnpu_engine.h"
 
 #define PCI_CFG_ADDR    0xcf8
 #define PCI_CFG_DATA    0xcfc
@@ -47,21 +48,9 @@
 #define MAX_JOBS        8
 #define MAX_REG_OPS     32
 
-static const struct {
-    uint16_t opcode;
-    uint32_t size;
-} ops[] = {
-    { REFNPU_OP_NOP, REFNPU_CMD_NOP_SIZE },
-    { REFNPU_OP_COPY, REFNPU_CMD_COPY_SIZE },
-    { REFNPU_OP_FILL, REFNPU_CMD_FILL_SIZE },
-    { REFNPU_OP_GEMM, REFNPU_CMD_GEMM_SIZE },
-    { REFNPU_OP_EWISE, REFNPU_CMD_EWISE_SIZE },
-    { REFNPU_OP_ACT, REFNPU_CMD_ACT_SIZE },
-    { REFNPU_OP_SOFTMAX, REFNPU_CMD_SOFTMAX_SIZE },
-    { REFNPU_OP_LAYERNORM, REFNPU_CMD_LAYERNORM_SIZE },
-    { REFNPU_OP_CONV2D, REFNPU_CMD_CONV2D_SIZE },
-    { REFNPU_OP_POOL2D, REFNPU_CMD_POOL2D_SIZE },
-};
+/* The engine's opcodes, found once by asking it for their sizes. */
+static uint16_t ops[256];
+static unsigned int num_ops;
 
 /* The input, consumed from the front; reads past its end give zeros. */
 typedef struct Input {
@@ -120,10 +109,17 @@ static void qreg_write(QTestState *s, unsigned q, uint32_t off, uint32_t val)
     reg_write(s, REFNPU_REG_QUEUE(q, off), val);
 }
 
-/* Find the device on bus 0 once. */
+/* Find the device on bus 0 and the engine's opcodes, once. */
 static void refnpu_pre_fuzz(QTestState *s)
 {
     uint32_t id = REFNPU_PCI_DEVICE_ID << 16 | REFNPU_PCI_VENDOR_ID;
+
+    for (unsigned op = 0; op < ARRAY_SIZE(ops); op++) {
+        if (refnpu_engine_cmd_size(op)) {
+            ops[num_ops++] = op;
+        }
+    }
+    g_assert(num_ops > 0);
 
     for (int devfn = 0; devfn < 256; devfn += 8) {
         if (cfg_readl(s, devfn, PCI_VENDOR_ID) == id) {
@@ -198,9 +194,10 @@ static void build_tables(QTestState *s, Input *in)
 static uint32_t build_cmd(Input *in, uint8_t *cmd, uint32_t room)
 {
     uint8_t sel = in_u8(in);
-    uint32_t size = ops[sel % ARRAY_SIZE(ops)].size;
+    uint16_t opcode = ops[sel % num_ops];
+    uint32_t size = refnpu_engine_cmd_size(opcode);
     struct refnpu_cmd_hdr hdr = {
-        .opcode = ops[sel % ARRAY_SIZE(ops)].opcode,
+        .opcode = opcode,
         .len_dw = size / 4,
     };
 
