@@ -43,7 +43,7 @@
 unsigned int refnpu_job_timeout_ms = 5000;
 module_param_named(job_timeout_ms, refnpu_job_timeout_ms, uint, 0444);
 MODULE_PARM_DESC(job_timeout_ms,
-		 "Time after which a running job is stopped and its queue reset, in ms (default: 5000)");
+		 "Time after which a running job is stopped and its queue reset, in ms; 0: never (default: 5000)");
 
 unsigned int refnpu_hang_limit = 3;
 module_param_named(hang_limit, refnpu_hang_limit, uint, 0444);
@@ -578,7 +578,10 @@ int refnpu_job_init(struct refnpu_device *rdev)
 			.ops = &refnpu_sched_ops,
 			.num_rqs = DRM_SCHED_PRIORITY_COUNT,
 			.credit_limit = REFNPU_QUEUE_JOBS,
-			.timeout = msecs_to_jiffies(refnpu_job_timeout_ms),
+			/* 0: no timeout (0 jiffies would time out every job). */
+			.timeout = refnpu_job_timeout_ms ?
+				   msecs_to_jiffies(refnpu_job_timeout_ms) :
+				   MAX_SCHEDULE_TIMEOUT,
 			.timeout_wq = rdev->reset_wq,
 			.name = q->name,
 			.dev = drm->dev,

@@ -524,6 +524,48 @@ static void recovery_stray_dma_refused(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, rec_nop(test, f->filp, f->cmd), 0);
 }
 
+static void restore_job_timeout(void *saved)
+{
+	refnpu_job_timeout_ms = (uintptr_t)saved;
+}
+
+/*
+ * job_timeout_ms=0 means no scheduler timeout, not a zero one: a job
+ * slower than a jiffy completes normally and no context is banned.
+ */
+static void recovery_zero_timeout_means_none(struct kunit *test)
+{
+	void *saved = (void *)(uintptr_t)refnpu_job_timeout_ms;
+	struct refnpu_device *rdev;
+	struct file *filp;
+	s32 status;
+	u32 cmd;
+	int i;
+
+	KUNIT_ASSERT_EQ(test, kunit_add_action_or_reset(test,
+							restore_job_timeout,
+							saved), 0);
+	refnpu_job_timeout_ms = 0;
+	rdev = refnpu_test_device(test, 0);
+	filp = refnpu_test_open(test, rdev);
+	KUNIT_ASSERT_EQ(test, refnpu_test_bo(test, filp, SZ_4K, 0, &cmd, NULL),
+			0);
+	refnpu_test_cmd_nop(refnpu_test_bo_map(test, filp, cmd));
+
+	for (i = 0; i < 4; i++) {
+		KUNIT_ASSERT_EQ(test, refnpu_test_inject(rdev, 0,
+							 REFNPU_DBG_INJECT_DELAY,
+							 0, 50 * USEC_PER_MSEC,
+							 0), 0);
+		KUNIT_ASSERT_EQ(test, refnpu_test_run(test, filp, 0, cmd,
+						      REFNPU_CMD_NOP_SIZE,
+						      &status), 0);
+		KUNIT_EXPECT_EQ(test, status, 0);
+	}
+	KUNIT_EXPECT_EQ(test, stat(&rdev->queues[0].stats.timeouts), 0LL);
+	KUNIT_EXPECT_EQ(test, atomic_read(&refnpu_test_ctx(filp)->hangs), 0);
+}
+
 static struct kunit_case refnpu_recovery_cases[] = {
 	KUNIT_CASE_SLOW(recovery_hang_times_out),
 	KUNIT_CASE_SLOW(recovery_innocent_resubmitted),
@@ -535,6 +577,7 @@ static struct kunit_case refnpu_recovery_cases[] = {
 	KUNIT_CASE(recovery_injected_aborted_completes),
 	KUNIT_CASE_SLOW(recovery_timestamp_latches_high_half),
 	KUNIT_CASE(recovery_stray_dma_refused),
+	KUNIT_CASE(recovery_zero_timeout_means_none),
 	KUNIT_CASE(recovery_delay_is_device_time),
 	KUNIT_CASE(recovery_device_reset_resubmits),
 	KUNIT_CASE(recovery_remove_while_freeing),
