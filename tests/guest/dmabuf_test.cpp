@@ -197,6 +197,24 @@ int dmabuf_count_settled(int want)
 	return n;
 }
 
+/*
+ * The dma-buf count once it stopped changing (100 ms without a change, at
+ * most 2 s): the buffers of an earlier test may still be going away, from
+ * the scheduler's work after their job's fence signalled.
+ */
+int dmabuf_count_quiet()
+{
+	int n = dmabuf_count();
+
+	for (int i = 0, same = 0; i < 100 && same < 5; i++) {
+		usleep(20000);
+		int m = dmabuf_count();
+		same = m == n ? same + 1 : 0;
+		n = m;
+	}
+	return n;
+}
+
 /* "drm-total-memory" of an open DRM file (fdinfo), "" if absent. */
 std::string fdinfo_total(int fd)
 {
@@ -1216,13 +1234,13 @@ TEST_F(DmaBuf, QueuedJobKeepsImportedPagesAlive)
 {
 	REQUIRE_UDMABUF();
 	REQUIRE_VGEM(probe);
-	int base = dmabuf_count();
+	int base = dmabuf_count_quiet();
 	Fd file = reopen();
 	Gate gate;
 	Fd sfd;
 
 	ASSERT_TRUE(gate.arm(file.get()));
-	int with_gate = dmabuf_count();
+	int with_gate = dmabuf_count_quiet();
 	{
 		Udmabuf u;
 		Bo imp;
