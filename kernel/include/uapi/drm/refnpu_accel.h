@@ -36,8 +36,9 @@ extern "C" {
  * -EIO          a DMA transfer of the job failed (bus or IOMMU error)
  * -ETIMEDOUT    the job exceeded the job timeout and was stopped
  * -ECANCELED    the job was not run: its context was banned, or one of its
- *               in-syncobj fences failed (see &drm_refnpu_submit), or it
- *               was queued when its process was killed
+ *               in-syncobj fences failed (see &drm_refnpu_submit)
+ * -ESRCH        the job was not run: it was queued when its process was
+ *               killed (the DRM scheduler's code for a killed entity)
  * -ENODEV       the device was removed before the job completed
  * ============  ===============================================================
  *
