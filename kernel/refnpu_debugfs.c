@@ -89,10 +89,11 @@ static int refnpu_debugfs_counters(struct seq_file *m, void *unused)
 {
 	struct refnpu_device *rdev = to_refnpu(((struct drm_debugfs_entry *)m->private)->dev);
 
-	seq_printf(m, "device_resets %lld\nfaults %lld\nspurious_irqs %lld\n",
+	seq_printf(m, "device_resets %lld\nfaults %lld\nspurious_irqs %lld\ntlb_timeouts %lld\n",
 		   atomic64_read(&rdev->device_resets),
 		   atomic64_read(&rdev->mmu_faults),
-		   atomic64_read(&rdev->spurious_irqs));
+		   atomic64_read(&rdev->spurious_irqs),
+		   atomic64_read(&rdev->tlb_timeouts));
 	return 0;
 }
 

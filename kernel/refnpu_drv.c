@@ -236,6 +236,7 @@ static const struct drm_driver refnpu_drm_driver = {
 	.postclose = refnpu_postclose,
 	.show_fdinfo = refnpu_show_fdinfo,
 	.gem_create_object = refnpu_gem_create_object,
+	.gem_prime_import = refnpu_gem_prime_import,
 	.gem_prime_import_sg_table = drm_gem_shmem_prime_import_sg_table,
 	.ioctls = refnpu_ioctls,
 	.num_ioctls = ARRAY_SIZE(refnpu_ioctls),
@@ -287,9 +288,12 @@ struct refnpu_device *refnpu_device_create(struct device *parent,
 	INIT_LIST_HEAD(&rdev->ctx_list);
 	INIT_LIST_HEAD(&rdev->bo_list);
 
+	INIT_LIST_HEAD(&rdev->tlb_quarantine);
+	INIT_LIST_HEAD(&rdev->tlb_quarantine_maps);
+
 	if (drmm_mutex_init(&rdev->drm, &rdev->ctx_lock) ||
 	    drmm_mutex_init(&rdev->drm, &rdev->bo_lock) ||
-	    drmm_mutex_init(&rdev->drm, &rdev->reset_lock))
+	    drmm_mutex_init(&rdev->drm, &rdev->tlb_lock))
 		return ERR_PTR(-ENOMEM);
 
 	return rdev;
@@ -365,17 +369,19 @@ int refnpu_device_register(struct refnpu_device *rdev)
  * refnpu_device_fini() - shut the hardware down
  * @rdev: device, unplugged or never registered
  *
- * Fails the jobs the hardware will never complete, lets the backend stop
- * the device, then releases every DMA mapping and coherent allocation the
- * core made for it (page tables, context table, BO mappings), so none
- * outlives the binding. The rest goes with the DRM device, after the last
- * file closed.
+ * Lets the backend stop the device first, so that it no longer runs jobs,
+ * walks page tables or does DMA; only then fails the jobs it will never
+ * complete (their waiters may free what the jobs used, and freed jobs
+ * unmap their BOs without a TLB invalidation), and releases every DMA
+ * mapping and coherent allocation the core made for it (page tables,
+ * context table, BO mappings), so none outlives the binding. The rest
+ * goes with the DRM device, after the last file closed.
  */
 void refnpu_device_fini(struct refnpu_device *rdev)
 {
-	refnpu_job_cancel_all(rdev);
 	refnpu_job_fini(rdev);
 	rdev->hw_ops->fini(rdev);
+	refnpu_job_cancel_all(rdev);
 	refnpu_mmu_fini(rdev);
 	refnpu_gem_unplug(rdev);
 }

@@ -7,11 +7,13 @@
 #define __REFNPU_DRV_H__
 
 #include <linux/atomic.h>
+#include <linux/bitmap.h>
 #include <linux/idr.h>
 #include <linux/kref.h>
 #include <linux/mutex.h>
 #include <linux/spinlock.h>
 #include <linux/types.h>
+#include <linux/workqueue.h>
 
 #include <drm/drm_device.h>
 #include <drm/drm_file.h>
@@ -154,14 +156,25 @@ struct refnpu_queue {
  * @ctx_list: live contexts
  * @bo_lock: protects @bo_list
  * @bo_list: every BO of the device
- * @reset_lock: serialises queue and device resets
  * @device_resets: number of device resets
  * @mmu_faults: number of device MMU faults reported
  * @spurious_irqs: interrupts that found nothing to do: spurious ones, or
  *	ones whose completions an earlier interrupt already reported
  * @fault_rs: rate limit of fault reports
- * @reset_wq: ordered workqueue running timeouts and resets
+ * @reset_wq: ordered workqueue running every timeout handler and reset,
+ *	which serialises them (no lock is needed, and none that a fence
+ *	wait could depend on is held across drm_sched_stop())
  * @reset_work: device reset requested through debugfs
+ * @tlb_lock: serialises TLB invalidations and protects the quarantine
+ * @tlb_timeouts: TLB invalidations the device did not complete in time
+ * @tlb_quarantine: page-table pages unmapped while a TLB invalidation
+ *	timed out: the device may still walk them through stale entries
+ * @tlb_quarantine_maps: BO mappings removed while a TLB invalidation timed
+ *	out; each keeps its BO (and so its pages) alive
+ * @tlb_quarantine_ids: context ids whose invalidation timed out, not
+ *	handed out again
+ * @tlb_release_work: frees the quarantine after a device reset, which
+ *	drops every cached translation
  */
 struct refnpu_device {
 	struct drm_device drm;
@@ -176,13 +189,18 @@ struct refnpu_device {
 	struct list_head ctx_list;
 	struct mutex bo_lock; /* protects bo_list */
 	struct list_head bo_list;
-	struct mutex reset_lock; /* serialises resets */
 	atomic64_t device_resets;
 	atomic64_t mmu_faults;
 	atomic64_t spurious_irqs;
 	struct ratelimit_state fault_rs;
 	struct workqueue_struct *reset_wq;
 	struct work_struct reset_work;
+	struct mutex tlb_lock; /* serialises invalidations, quarantine */
+	atomic64_t tlb_timeouts;
+	struct list_head tlb_quarantine;
+	struct list_head tlb_quarantine_maps;
+	DECLARE_BITMAP(tlb_quarantine_ids, REFNPU_NUM_CONTEXTS);
+	struct work_struct tlb_release_work;
 };
 
 static inline struct refnpu_device *to_refnpu(struct drm_device *drm)

@@ -42,25 +42,45 @@ static const struct drm_gem_object_funcs refnpu_gem_funcs;
 struct drm_gem_object *refnpu_gem_create_object(struct drm_device *drm,
 						size_t size)
 {
-	struct refnpu_device *rdev = to_refnpu(drm);
 	struct refnpu_bo *bo;
 
 	bo = kzalloc(sizeof(*bo), GFP_KERNEL);
 	if (!bo)
 		return ERR_PTR(-ENOMEM);
 
+	/*
+	 * Not on the device's BO list yet: the shmem helper's error paths
+	 * kfree() the object without calling ->free, so only a complete BO
+	 * may be listed (refnpu_gem_publish()).
+	 */
 	mutex_init(&bo->lock);
 	INIT_LIST_HEAD(&bo->mappings);
+	INIT_LIST_HEAD(&bo->link);
 	/* The device may write any page at any time. */
 	bo->base.pages_mark_dirty_on_put = true;
 	bo->base.base.funcs = &refnpu_gem_funcs;
 	bo->dma_dir = DMA_BIDIRECTIONAL;
 
-	mutex_lock(&rdev->bo_lock);
-	list_add_tail(&bo->link, &rdev->bo_list);
-	mutex_unlock(&rdev->bo_lock);
-
 	return &bo->base.base;
+}
+
+/**
+ * refnpu_gem_publish() - list a complete BO on its device
+ * @bo: BO whose GEM object is initialised (it has a reservation object)
+ *
+ * Called by the paths that create a BO (creation, userptr, PRIME import)
+ * inside a drm_dev_enter() section, so that refnpu_gem_unplug() either
+ * sees the BO or runs after it was listed. Idempotent: importing a BO
+ * exported by the same device gives back the listed BO itself.
+ */
+void refnpu_gem_publish(struct refnpu_bo *bo)
+{
+	struct refnpu_device *rdev = to_refnpu(bo->base.base.dev);
+
+	mutex_lock(&rdev->bo_lock);
+	if (list_empty(&bo->link))
+		list_add_tail(&bo->link, &rdev->bo_list);
+	mutex_unlock(&rdev->bo_lock);
 }
 
 static void refnpu_gem_free(struct drm_gem_object *obj)
@@ -69,7 +89,7 @@ static void refnpu_gem_free(struct drm_gem_object *obj)
 	struct refnpu_bo *bo = to_refnpu_bo(obj);
 
 	mutex_lock(&rdev->bo_lock);
-	list_del(&bo->link);
+	list_del_init(&bo->link);
 	mutex_unlock(&rdev->bo_lock);
 
 	drm_WARN_ON(obj->dev, !list_empty(&bo->mappings));
@@ -190,14 +210,17 @@ static void refnpu_mapping_release(struct kref *kref)
 	struct refnpu_mapping *map =
 		container_of(kref, struct refnpu_mapping, refcount);
 	struct refnpu_bo *bo = map->bo;
+	struct refnpu_ctx *ctx = map->ctx;
 
 	list_del(&map->link);
 	mutex_unlock(&bo->lock);
 
-	refnpu_mmu_unmap(map->ctx, map);
-	refnpu_ctx_put(map->ctx);
-	drm_gem_object_put(&bo->base.base);
-	kfree(map);
+	/* A quarantined mapping keeps its BO until a device reset. */
+	if (!refnpu_mmu_unmap(ctx, map)) {
+		drm_gem_object_put(&bo->base.base);
+		kfree(map);
+	}
+	refnpu_ctx_put(ctx);
 }
 
 /**
@@ -247,7 +270,7 @@ struct refnpu_mapping *refnpu_mapping_open(struct refnpu_bo *bo,
 	struct drm_gem_object *obj = &bo->base.base;
 	struct refnpu_mapping *map;
 	struct sg_table *sgt;
-	int ret;
+	int ret, idx;
 
 	mutex_lock(&bo->lock);
 	map = refnpu_mapping_find(bo, ctx);
@@ -257,16 +280,26 @@ struct refnpu_mapping *refnpu_mapping_open(struct refnpu_bo *bo,
 		return map;
 	}
 
+	/*
+	 * A new mapping DMA-maps the pages: not after the device's removal
+	 * (refnpu_gem_unplug() released every DMA mapping already). This
+	 * covers every way to a new handle, GEM_OPEN and PRIME included.
+	 */
+	if (!drm_dev_enter(obj->dev, &idx)) {
+		ret = -ENODEV;
+		goto err_unlock;
+	}
+
 	sgt = refnpu_gem_sgt(bo);
 	if (IS_ERR(sgt)) {
 		ret = PTR_ERR(sgt);
-		goto err_unlock;
+		goto err_exit;
 	}
 
 	map = kzalloc(sizeof(*map), GFP_KERNEL);
 	if (!map) {
 		ret = -ENOMEM;
-		goto err_unlock;
+		goto err_exit;
 	}
 	kref_init(&map->refcount);
 	map->bo = bo;
@@ -280,12 +313,15 @@ struct refnpu_mapping *refnpu_mapping_open(struct refnpu_bo *bo,
 	drm_gem_object_get(obj);
 	refnpu_ctx_get(ctx);
 	list_add_tail(&map->link, &bo->mappings);
+	drm_dev_exit(idx);
 	mutex_unlock(&bo->lock);
 
 	return map;
 
 err_free:
 	kfree(map);
+err_exit:
+	drm_dev_exit(idx);
 err_unlock:
 	mutex_unlock(&bo->lock);
 	return ERR_PTR(ret);
@@ -354,6 +390,34 @@ static const struct drm_gem_object_funcs refnpu_gem_funcs = {
 };
 
 /**
+ * refnpu_gem_prime_import() - &drm_driver.gem_prime_import
+ * @drm: DRM device
+ * @dmabuf: dma-buf to import
+ *
+ * The core's import attaches to the dma-buf and maps it for our device:
+ * not after the device's removal. The imported BO is listed for
+ * refnpu_gem_unplug() before the removal can proceed.
+ *
+ * Return: the GEM object, or an ERR_PTR().
+ */
+struct drm_gem_object *refnpu_gem_prime_import(struct drm_device *drm,
+					       struct dma_buf *dmabuf)
+{
+	struct drm_gem_object *obj;
+	int idx;
+
+	if (!drm_dev_enter(drm, &idx))
+		return ERR_PTR(-ENODEV);
+
+	obj = drm_gem_prime_import(drm, dmabuf);
+	if (!IS_ERR(obj))
+		refnpu_gem_publish(to_refnpu_bo(obj));
+
+	drm_dev_exit(idx);
+	return obj;
+}
+
+/**
  * refnpu_bo_create_ioctl() - DRM_IOCTL_REFNPU_BO_CREATE
  * @drm: DRM device
  * @data: &struct drm_refnpu_bo_create
@@ -370,20 +434,31 @@ int refnpu_bo_create_ioctl(struct drm_device *drm, void *data,
 	struct refnpu_mapping *map;
 	struct refnpu_bo *bo;
 	u32 handle;
-	int ret;
+	int ret, idx;
 
 	if (args->flags & ~DRM_REFNPU_BO_FLAGS || args->handle || args->va)
 		return -EINVAL;
 	if (!args->size || args->size > REFNPU_MAX_BO_SIZE)
 		return -EINVAL;
 
+	if (!drm_dev_enter(drm, &idx))
+		return -ENODEV;
+
 	shmem = drm_gem_shmem_create(drm, PAGE_ALIGN(args->size));
-	if (IS_ERR(shmem))
-		return PTR_ERR(shmem);
+	if (IS_ERR(shmem)) {
+		/*
+		 * shmem reports a failed inode allocation as -ENOSPC; here
+		 * that means out of memory (-ENOSPC is the device address
+		 * space being full).
+		 */
+		ret = PTR_ERR(shmem) == -ENOSPC ? -ENOMEM : PTR_ERR(shmem);
+		goto out_exit;
+	}
 
 	bo = container_of(shmem, struct refnpu_bo, base);
 	bo->flags = args->flags;
 	shmem->map_wc = !!(args->flags & DRM_REFNPU_BO_WC);
+	refnpu_gem_publish(bo);
 
 	/*
 	 * Map the BO before its handle exists: once published, another
@@ -409,6 +484,8 @@ int refnpu_bo_create_ioctl(struct drm_device *drm, void *data,
 		   rfile->ctx->id, handle, shmem->base.size, args->va);
 out:
 	drm_gem_object_put(&shmem->base);
+out_exit:
+	drm_dev_exit(idx);
 	return ret;
 }
 

@@ -14,6 +14,7 @@
 #include <drm/drm_gem_shmem_helper.h>
 #include <drm/drm_mm.h>
 
+struct dma_buf;
 struct dma_fence;
 struct drm_device;
 struct drm_file;
@@ -72,6 +73,9 @@ static inline struct refnpu_bo *to_refnpu_bo(struct drm_gem_object *obj)
 
 struct drm_gem_object *refnpu_gem_create_object(struct drm_device *drm,
 						size_t size);
+void refnpu_gem_publish(struct refnpu_bo *bo);
+struct drm_gem_object *refnpu_gem_prime_import(struct drm_device *drm,
+					       struct dma_buf *dmabuf);
 struct refnpu_mapping *refnpu_mapping_open(struct refnpu_bo *bo,
 					   struct refnpu_ctx *ctx);
 struct refnpu_mapping *refnpu_mapping_get(struct refnpu_bo *bo,

@@ -121,9 +121,11 @@ static bool hwif_process(struct refnpu_hwif *hw, unsigned int q,
 {
 	struct refnpu_queue *queue = &hw->rdev->queues[q];
 	struct refnpu_hwif_ring *ring = &hw->rings[q];
-	bool any = false;
+	bool any = false, cookie;
 
 	lockdep_assert_held(&queue->lock);
+	/* Signals job fences: see the rules in refnpu_job.c. */
+	cookie = dma_fence_begin_signalling();
 
 	while (ring->head != ring->tail) {
 		struct refnpu_completion *c = &ring->comp[ring->head];
@@ -149,6 +151,7 @@ static bool hwif_process(struct refnpu_hwif *hw, unsigned int q,
 			continue;
 		refnpu_job_done(queue, &done);
 	}
+	dma_fence_end_signalling(cookie);
 
 	return any;
 }

@@ -38,6 +38,7 @@
 #include "refnpu_gem.h"
 #include "refnpu_hw_ops.h"
 #include "refnpu_job.h"
+#include "refnpu_mmu.h"
 #include "refnpu_trace.h"
 
 unsigned int refnpu_job_timeout_ms = 5000;
@@ -158,9 +159,19 @@ static void refnpu_job_put_resources(struct refnpu_job *job)
 	kfree(job);
 }
 
-static struct dma_fence *refnpu_job_run(struct drm_sched_job *sched_job)
+/*
+ * Fence signalling rules (Documentation/driver.rst, "Locking and fence
+ * signalling"): run_job, the completion path, the timeout handler and
+ * free_job are on the path that signals job fences, so they run between
+ * dma_fence_begin_signalling() and dma_fence_end_signalling(), and lockdep
+ * checks that nothing there allocates memory that could recurse into
+ * reclaim, takes a dma_resv lock, or takes a lock held elsewhere around
+ * such an allocation. What a finished job holds (BO mappings, GEM and
+ * context references) is therefore dropped from a work item.
+ */
+static struct dma_fence *__refnpu_job_run(struct refnpu_job *job)
 {
-	struct refnpu_job *job = to_refnpu_job(sched_job);
+	struct drm_sched_job *sched_job = &job->base;
 	struct refnpu_queue *q = job->queue;
 	struct refnpu_device *rdev = job->rdev;
 	struct refnpu_hw_job hw;
@@ -202,6 +213,15 @@ static struct dma_fence *refnpu_job_run(struct drm_sched_job *sched_job)
 	refnpu_trace_job(job, trace_refnpu_job_run);
 
 	return dma_fence_get(job->hw_fence);
+}
+
+static struct dma_fence *refnpu_job_run(struct drm_sched_job *sched_job)
+{
+	bool cookie = dma_fence_begin_signalling();
+	struct dma_fence *fence = __refnpu_job_run(to_refnpu_job(sched_job));
+
+	dma_fence_end_signalling(cookie);
+	return fence;
 }
 
 /* Signal a job that is in the ring without running it (further). */
@@ -394,8 +414,8 @@ static void refnpu_queue_reattach(struct refnpu_queue *q)
 }
 
 /*
- * Recovery, serialised by reset_lock and run on the ordered reset
- * workqueue (the schedulers' timeout workqueue):
+ * Recovery, run on the ordered reset workqueue (the schedulers' timeout
+ * workqueue), which serialises it against every other timeout and reset:
  *   1. stop the schedulers of the queues being reset;
  *   2. reset the queue (or, when that fails or @q is NULL, the device),
  *      which reports the jobs that completed meanwhile;
@@ -414,8 +434,6 @@ static void refnpu_recover(struct refnpu_device *rdev, struct refnpu_queue *bq,
 
 	if (!drm_dev_enter(&rdev->drm, &idx))
 		return;
-
-	mutex_lock(&rdev->reset_lock);
 
 	if (bq) {
 		drm_sched_stop(&bq->sched, bad ? &bad->base : NULL);
@@ -441,6 +459,8 @@ static void refnpu_recover(struct refnpu_device *rdev, struct refnpu_queue *bq,
 		atomic64_inc(&rdev->device_resets);
 		if (ret)
 			refnpu_err(rdev, "device reset failed: %d\n", ret);
+		else
+			refnpu_mmu_reset_done(rdev);
 	}
 
 	/* The guilty job may have completed before the reset after all. */
@@ -457,19 +477,38 @@ static void refnpu_recover(struct refnpu_device *rdev, struct refnpu_queue *bq,
 		drm_sched_start(&rdev->queues[i].sched);
 	}
 
-	mutex_unlock(&rdev->reset_lock);
 	drm_dev_exit(idx);
 }
 
-static enum drm_gpu_sched_stat refnpu_job_timedout(struct drm_sched_job *sched_job)
+/*
+ * drm_sched_job_timedout() took @sched_job off the pending list; only
+ * drm_sched_stop() puts it back, so that it is freed once its hardware
+ * fence signalled (at once when it did already). Nothing is reset: the
+ * other jobs keep running and their hardware fences are attached again.
+ */
+static void refnpu_queue_requeue(struct refnpu_queue *q,
+				 struct drm_sched_job *sched_job)
 {
-	struct refnpu_job *job = to_refnpu_job(sched_job);
+	drm_sched_stop(&q->sched, sched_job);
+	refnpu_queue_reattach(q);
+	drm_sched_start(&q->sched);
+}
+
+static enum drm_gpu_sched_stat __refnpu_job_timedout(struct refnpu_job *job)
+{
 	struct refnpu_device *rdev = job->rdev;
 	struct refnpu_queue *q = job->queue;
 	int idx;
 
-	if (!drm_dev_enter(&rdev->drm, &idx))
+	if (!drm_dev_enter(&rdev->drm, &idx)) {
+		/*
+		 * Removed: refnpu_device_fini() fails (or failed) the job's
+		 * hardware fence. The job must still be freed, or its pins,
+		 * context and device references would leak.
+		 */
+		refnpu_queue_requeue(q, &job->base);
 		return DRM_GPU_SCHED_STAT_ENODEV;
+	}
 
 	/* The completion may be there with its interrupt lost or late. */
 	rdev->hw_ops->queue_poll(rdev, q->id);
@@ -479,17 +518,7 @@ static enum drm_gpu_sched_stat refnpu_job_timedout(struct drm_sched_job *sched_j
 		atomic64_inc(&q->stats.lost_irqs);
 		refnpu_warn(rdev, "queue %u: job %llu completed without interrupt\n",
 			    q->id, job->seq);
-		/*
-		 * drm_sched_job_timedout() took the job off the pending list;
-		 * only drm_sched_stop() puts it back (and, as it completed,
-		 * has it freed). Nothing is reset: the other jobs keep running
-		 * and their hardware fences are attached again.
-		 */
-		mutex_lock(&rdev->reset_lock);
-		drm_sched_stop(&q->sched, sched_job);
-		refnpu_queue_reattach(q);
-		drm_sched_start(&q->sched);
-		mutex_unlock(&rdev->reset_lock);
+		refnpu_queue_requeue(q, &job->base);
 		return DRM_GPU_SCHED_STAT_NOMINAL;
 	}
 
@@ -503,12 +532,37 @@ static enum drm_gpu_sched_stat refnpu_job_timedout(struct drm_sched_job *sched_j
 	return DRM_GPU_SCHED_STAT_NOMINAL;
 }
 
+static enum drm_gpu_sched_stat refnpu_job_timedout(struct drm_sched_job *sched_job)
+{
+	bool cookie = dma_fence_begin_signalling();
+	enum drm_gpu_sched_stat stat;
+
+	stat = __refnpu_job_timedout(to_refnpu_job(sched_job));
+	dma_fence_end_signalling(cookie);
+	return stat;
+}
+
+static void refnpu_job_free_work(struct work_struct *work)
+{
+	refnpu_job_put_resources(container_of(work, struct refnpu_job,
+					      free_work));
+}
+
+/*
+ * Called from the scheduler's free_job work, and synchronously by
+ * drm_sched_stop() in the timeout handler: on the signalling path either
+ * way. Dropping the mappings takes BO and VM locks that are held around
+ * allocations elsewhere, so it is deferred to the driver's workqueue.
+ */
 static void refnpu_job_free(struct drm_sched_job *sched_job)
 {
 	struct refnpu_job *job = to_refnpu_job(sched_job);
+	bool cookie = dma_fence_begin_signalling();
 
 	drm_sched_job_cleanup(sched_job);
-	refnpu_job_put_resources(job);
+	INIT_WORK(&job->free_work, refnpu_job_free_work);
+	queue_work(refnpu_wq, &job->free_work);
+	dma_fence_end_signalling(cookie);
 }
 
 static const struct drm_sched_backend_ops refnpu_sched_ops = {
@@ -607,20 +661,21 @@ int refnpu_job_init(struct refnpu_device *rdev)
 
 /**
  * refnpu_job_cancel_all() - fail every job in the rings of a removed device
- * @rdev: device, already unplugged
+ * @rdev: device, unplugged, and stopped by the backend's fini
  *
- * Called after drm_dev_unplug(): the hardware is gone and will never
- * complete the jobs it had, so fail them with -ENODEV. Jobs not yet in a
- * ring fail in refnpu_job_run().
+ * Called once the device can no longer run or DMA (refnpu_device_fini()):
+ * it will never complete the jobs it had, so fail them with -ENODEV. Only
+ * then may their fences signal, since whoever waits for them frees the
+ * memory the jobs used. Jobs not yet in a ring fail in refnpu_job_run().
  */
 void refnpu_job_cancel_all(struct refnpu_device *rdev)
 {
 	struct refnpu_job *job, *tmp;
 	unsigned long flags;
 	unsigned int i;
+	bool cookie;
 
-	cancel_work_sync(&rdev->reset_work);
-
+	cookie = dma_fence_begin_signalling();
 	for (i = 0; i < rdev->info.num_queues; i++) {
 		struct refnpu_queue *q = &rdev->queues[i];
 
@@ -629,17 +684,21 @@ void refnpu_job_cancel_all(struct refnpu_device *rdev)
 			refnpu_job_abort_locked(job, -ENODEV);
 		spin_unlock_irqrestore(&q->lock, flags);
 	}
+	dma_fence_end_signalling(cookie);
 }
 
 /**
- * refnpu_job_fini() - counterpart of refnpu_job_init()
- * @rdev: device
+ * refnpu_job_fini() - stop recovery of a removed device
+ * @rdev: device, unplugged
  *
- * The schedulers are torn down with the DRM device, after the last file
+ * Waits for a pending device reset request; timeout handlers and resets
+ * in progress finished already (they run inside drm_dev_enter()). The
+ * schedulers are torn down with the DRM device, after the last file
  * closed, since open files keep entities on them.
  */
 void refnpu_job_fini(struct refnpu_device *rdev)
 {
+	cancel_work_sync(&rdev->reset_work);
 }
 
 /**
@@ -734,53 +793,106 @@ static int refnpu_copy_array(void *dst, size_t ksize, u64 uptr, u32 count,
 	return 0;
 }
 
+/*
+ * The user arrays of a SUBMIT, copied before the drm_dev_enter() section:
+ * a copy from user memory may wait for as long as user space wants
+ * (userfaultfd), and unbinding the device waits for every such section.
+ */
+struct refnpu_submit_arrays {
+	struct drm_refnpu_bo_ref *bos;
+	struct drm_refnpu_sync *in_syncs;
+	struct drm_refnpu_sync *out_syncs;
+};
+
+static void refnpu_submit_free_arrays(struct refnpu_submit_arrays *arr)
+{
+	kvfree(arr->bos);
+	kfree(arr->in_syncs);
+	kfree(arr->out_syncs);
+}
+
+static int refnpu_submit_copy_sync_array(struct drm_refnpu_sync **syncs,
+					 u64 uptr, u32 count, u32 stride)
+{
+	u32 i;
+	int ret;
+
+	if (!count)
+		return 0;
+
+	*syncs = kcalloc(count, sizeof(**syncs), GFP_KERNEL);
+	if (!*syncs)
+		return -ENOMEM;
+	ret = refnpu_copy_array(*syncs, sizeof(**syncs), uptr, count, stride);
+	if (ret)
+		return ret;
+
+	for (i = 0; i < count; i++)
+		if ((*syncs)[i].flags)
+			return -EINVAL;
+
+	return 0;
+}
+
+static int refnpu_submit_copy_arrays(struct refnpu_submit_arrays *arr,
+				     const struct drm_refnpu_submit *args)
+{
+	u32 count = args->bo_count, i;
+	int ret;
+
+	if (count) {
+		arr->bos = kvcalloc(count, sizeof(*arr->bos), GFP_KERNEL);
+		if (!arr->bos)
+			return -ENOMEM;
+		ret = refnpu_copy_array(arr->bos, sizeof(*arr->bos), args->bos,
+					count, args->bo_stride);
+		if (ret)
+			return ret;
+	}
+	for (i = 0; i < count; i++) {
+		u32 flags = arr->bos[i].flags;
+
+		if (!flags || flags & ~(DRM_REFNPU_BO_REF_READ |
+					DRM_REFNPU_BO_REF_WRITE))
+			return -EINVAL;
+	}
+
+	ret = refnpu_submit_copy_sync_array(&arr->in_syncs, args->in_syncs,
+					    args->in_sync_count,
+					    args->in_sync_stride);
+	if (ret)
+		return ret;
+
+	return refnpu_submit_copy_sync_array(&arr->out_syncs, args->out_syncs,
+					     args->out_sync_count,
+					     args->out_sync_stride);
+}
+
 /* Look up the listed BOs (merging duplicates) and the command buffer BO. */
 static int refnpu_submit_lookup_bos(struct refnpu_job *job,
 				    struct drm_file *file,
-				    const struct drm_refnpu_submit *args)
+				    const struct drm_refnpu_submit *args,
+				    const struct drm_refnpu_bo_ref *refs)
 {
 	struct refnpu_file *rfile = file->driver_priv;
-	struct drm_refnpu_bo_ref *refs;
 	struct drm_gem_object *cmd_obj;
 	struct refnpu_mapping *cmd_map = NULL;
 	u32 count = args->bo_count, n = 0, i, j;
-	int ret;
 
 	/* One more slot for the command buffer BO. */
 	job->bos = kvcalloc(count + 1, sizeof(*job->bos), GFP_KERNEL);
 	job->maps = kvcalloc(count + 1, sizeof(*job->maps), GFP_KERNEL);
 	job->bo_flags = kvcalloc(count + 1, sizeof(*job->bo_flags), GFP_KERNEL);
-	refs = kvcalloc(count, sizeof(*refs), GFP_KERNEL);
-	if (!job->bos || !job->maps || !job->bo_flags || (count && !refs)) {
-		ret = -ENOMEM;
-		goto out;
-	}
-
-	ret = refnpu_copy_array(refs, sizeof(*refs), args->bos, count,
-				args->bo_stride);
-	if (ret)
-		goto out;
-
-	for (i = 0; i < count; i++) {
-		u32 flags = refs[i].flags;
-
-		if (!flags || flags & ~(DRM_REFNPU_BO_REF_READ |
-					DRM_REFNPU_BO_REF_WRITE)) {
-			ret = -EINVAL;
-			goto out;
-		}
-	}
+	if (!job->bos || !job->maps || !job->bo_flags)
+		return -ENOMEM;
 
 	cmd_obj = drm_gem_object_lookup(file, args->cmd_handle);
-	if (!cmd_obj) {
-		ret = -ENOENT;
-		goto out;
-	}
+	if (!cmd_obj)
+		return -ENOENT;
 	if (args->cmd_offset > cmd_obj->size ||
 	    args->cmd_size > cmd_obj->size - args->cmd_offset) {
 		drm_gem_object_put(cmd_obj);
-		ret = -EINVAL;
-		goto out;
+		return -EINVAL;
 	}
 	job->bos[n] = cmd_obj;
 	job->bo_flags[n] = DRM_REFNPU_BO_REF_READ;
@@ -790,10 +902,8 @@ static int refnpu_submit_lookup_bos(struct refnpu_job *job,
 		struct drm_gem_object *obj;
 
 		obj = drm_gem_object_lookup(file, refs[i].handle);
-		if (!obj) {
-			ret = -ENOENT;
-			goto out;
-		}
+		if (!obj)
+			return -ENOENT;
 		for (j = 0; j < n; j++)
 			if (job->bos[j] == obj)
 				break;
@@ -811,57 +921,37 @@ static int refnpu_submit_lookup_bos(struct refnpu_job *job,
 		/* Closed by another thread since the lookup: gone. */
 		job->maps[i] = refnpu_mapping_get(to_refnpu_bo(job->bos[i]),
 						  rfile->ctx);
-		if (!job->maps[i]) {
-			ret = -ENOENT;
-			goto out;
-		}
+		if (!job->maps[i])
+			return -ENOENT;
 	}
 	cmd_map = job->maps[0];
 	job->cmd_va = cmd_map->va + args->cmd_offset;
 	job->cmd_size = args->cmd_size;
-	ret = 0;
-out:
-	kvfree(refs);
-	return ret;
+	return 0;
 }
 
 static int refnpu_submit_in_syncs(struct refnpu_job *job, struct drm_file *file,
-				  const struct drm_refnpu_submit *args)
+				  const struct drm_refnpu_submit *args,
+				  const struct drm_refnpu_sync *syncs)
 {
-	struct drm_refnpu_sync *syncs;
 	u32 count = args->in_sync_count, i;
 	int ret;
 
 	if (!count)
 		return 0;
 
-	syncs = kcalloc(count, sizeof(*syncs), GFP_KERNEL);
 	job->in_fences = kcalloc(count, sizeof(*job->in_fences), GFP_KERNEL);
-	if (!syncs || !job->in_fences) {
-		ret = -ENOMEM;
-		goto out;
-	}
-
-	ret = refnpu_copy_array(syncs, sizeof(*syncs), args->in_syncs, count,
-				args->in_sync_stride);
-	if (ret)
-		goto out;
+	if (!job->in_fences)
+		return -ENOMEM;
 
 	for (i = 0; i < count; i++) {
 		struct dma_fence *fence;
 
-		if (syncs[i].flags) {
-			ret = -EINVAL;
-			goto out;
-		}
-
 		/* A missing syncobj or a missing point both give -ENOENT. */
 		ret = drm_syncobj_find_fence(file, syncs[i].handle,
 					     syncs[i].point, 0, &fence);
-		if (ret) {
-			ret = -ENOENT;
-			goto out;
-		}
+		if (ret)
+			return -ENOENT;
 
 		/*
 		 * An explicit dependency on a job of the same queue must wait
@@ -874,64 +964,42 @@ static int refnpu_submit_in_syncs(struct refnpu_job *job, struct drm_file *file,
 		job->in_fences[job->in_count++] = dma_fence_get(fence);
 		ret = drm_sched_job_add_dependency(&job->base, fence);
 		if (ret)
-			goto out;
+			return ret;
 	}
-	ret = 0;
-out:
-	kfree(syncs);
-	return ret;
+
+	return 0;
 }
 
 static int refnpu_submit_out_syncs(struct refnpu_job *job, struct drm_file *file,
-				   const struct drm_refnpu_submit *args)
+				   const struct drm_refnpu_submit *args,
+				   const struct drm_refnpu_sync *syncs)
 {
-	struct drm_refnpu_sync *syncs;
 	u32 count = args->out_sync_count, i;
-	int ret;
 
 	if (!count)
 		return 0;
 
-	syncs = kcalloc(count, sizeof(*syncs), GFP_KERNEL);
 	job->out_syncobjs = kcalloc(count, sizeof(*job->out_syncobjs),
 				    GFP_KERNEL);
 	job->out_points = kcalloc(count, sizeof(*job->out_points), GFP_KERNEL);
 	job->out_chains = kcalloc(count, sizeof(*job->out_chains), GFP_KERNEL);
-	if (!syncs || !job->out_syncobjs || !job->out_points ||
-	    !job->out_chains) {
-		ret = -ENOMEM;
-		goto out;
-	}
-
-	ret = refnpu_copy_array(syncs, sizeof(*syncs), args->out_syncs, count,
-				args->out_sync_stride);
-	if (ret)
-		goto out;
+	if (!job->out_syncobjs || !job->out_points || !job->out_chains)
+		return -ENOMEM;
 
 	for (i = 0; i < count; i++) {
-		if (syncs[i].flags) {
-			ret = -EINVAL;
-			goto out;
-		}
 		job->out_syncobjs[i] = drm_syncobj_find(file, syncs[i].handle);
 		job->out_count = i + 1;
-		if (!job->out_syncobjs[i]) {
-			ret = -ENOENT;
-			goto out;
-		}
+		if (!job->out_syncobjs[i])
+			return -ENOENT;
 		job->out_points[i] = syncs[i].point;
 		if (syncs[i].point) {
 			job->out_chains[i] = dma_fence_chain_alloc();
-			if (!job->out_chains[i]) {
-				ret = -ENOMEM;
-				goto out;
-			}
+			if (!job->out_chains[i])
+				return -ENOMEM;
 		}
 	}
-	ret = 0;
-out:
-	kfree(syncs);
-	return ret;
+
+	return 0;
 }
 
 static void refnpu_submit_signal_out_syncs(struct refnpu_job *job,
@@ -1024,6 +1092,7 @@ int refnpu_submit_ioctl(struct drm_device *drm, void *data,
 	struct refnpu_file *rfile = file->driver_priv;
 	struct refnpu_device *rdev = rfile->rdev;
 	struct drm_refnpu_submit *args = data;
+	struct refnpu_submit_arrays arr = {};
 	struct drm_sched_entity *entity;
 	struct refnpu_job *job;
 	int ret, idx;
@@ -1045,8 +1114,14 @@ int refnpu_submit_ioctl(struct drm_device *drm, void *data,
 	if (READ_ONCE(rfile->ctx->banned))
 		return -ECANCELED;
 
-	if (!drm_dev_enter(drm, &idx))
-		return -ENODEV;
+	ret = refnpu_submit_copy_arrays(&arr, args);
+	if (ret)
+		goto out_arrays;
+
+	if (!drm_dev_enter(drm, &idx)) {
+		ret = -ENODEV;
+		goto out_arrays;
+	}
 
 	job = kzalloc(sizeof(*job), GFP_KERNEL);
 	if (!job) {
@@ -1064,7 +1139,7 @@ int refnpu_submit_ioctl(struct drm_device *drm, void *data,
 		goto out_free;
 	}
 
-	ret = refnpu_submit_lookup_bos(job, file, args);
+	ret = refnpu_submit_lookup_bos(job, file, args, arr.bos);
 	if (ret)
 		goto out_free;
 
@@ -1073,11 +1148,11 @@ int refnpu_submit_ioctl(struct drm_device *drm, void *data,
 	if (ret)
 		goto out_free;
 
-	ret = refnpu_submit_in_syncs(job, file, args);
+	ret = refnpu_submit_in_syncs(job, file, args, arr.in_syncs);
 	if (ret)
 		goto out_cleanup;
 
-	ret = refnpu_submit_out_syncs(job, file, args);
+	ret = refnpu_submit_out_syncs(job, file, args, arr.out_syncs);
 	if (ret)
 		goto out_cleanup;
 
@@ -1087,6 +1162,7 @@ int refnpu_submit_ioctl(struct drm_device *drm, void *data,
 		goto out_cleanup;
 
 	drm_dev_exit(idx);
+	refnpu_submit_free_arrays(&arr);
 	return 0;
 
 out_cleanup:
@@ -1095,5 +1171,7 @@ out_free:
 	refnpu_job_put_resources(job);
 out_exit:
 	drm_dev_exit(idx);
+out_arrays:
+	refnpu_submit_free_arrays(&arr);
 	return ret;
 }

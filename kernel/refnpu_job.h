@@ -9,6 +9,8 @@
 #include <linux/list.h>
 #include <linux/types.h>
 
+#include <linux/workqueue.h>
+
 #include <drm/gpu_scheduler.h>
 
 struct dma_fence;
@@ -48,6 +50,7 @@ struct refnpu_queue;
  * @out_syncobjs: out-syncobjs, each with a reference
  * @out_points: timeline point of each out-syncobj, 0 for binary
  * @out_chains: pre-allocated chain nodes for the timeline points
+ * @free_work: drops what the job holds, outside the fence signalling path
  */
 struct refnpu_job {
 	struct drm_sched_job base;
@@ -70,6 +73,7 @@ struct refnpu_job {
 	struct drm_syncobj **out_syncobjs;
 	u64 *out_points;
 	struct dma_fence_chain **out_chains;
+	struct work_struct free_work;
 };
 
 int refnpu_job_init(struct refnpu_device *rdev);

@@ -28,6 +28,7 @@
 #include "refnpu_drv.h"
 #include "refnpu_gem.h"
 #include "refnpu_hw_ops.h"
+#include "refnpu_job.h"
 #include "refnpu_mmu.h"
 
 #define REFNPU_PT_ROOT_LEVEL	(REFNPU_PT_LEVELS - 1)
@@ -55,10 +56,15 @@ static struct refnpu_pt *refnpu_pt_alloc(struct refnpu_pgtable *pgt,
 	return pt;
 }
 
+static void __refnpu_pt_free(struct device *dev, struct refnpu_pt *pt)
+{
+	dma_free_coherent(dev, REFNPU_PAGE_SIZE, pt->entries, pt->dma);
+	kfree(pt);
+}
+
 static void refnpu_pt_free(struct refnpu_pgtable *pgt, struct refnpu_pt *pt)
 {
-	dma_free_coherent(pgt->dev, REFNPU_PAGE_SIZE, pt->entries, pt->dma);
-	kfree(pt);
+	__refnpu_pt_free(pgt->dev, pt);
 	pgt->tables--;
 }
 
@@ -115,6 +121,34 @@ void refnpu_pgtable_fini(struct refnpu_pgtable *pgt)
 		refnpu_pt_free_tree(pgt, pgt->root, REFNPU_PT_ROOT_LEVEL);
 	pgt->root = NULL;
 	WARN_ON(pgt->tables);
+}
+
+static void refnpu_pt_take_tree(struct refnpu_pt *pt, unsigned int level,
+				struct list_head *list)
+{
+	unsigned int i;
+
+	if (level) {
+		for (i = 0; i < REFNPU_PT_ENTRIES; i++)
+			if (pt->children[i])
+				refnpu_pt_take_tree(pt->children[i], level - 1,
+						    list);
+	}
+	list_add_tail(&pt->free_link, list);
+}
+
+/**
+ * refnpu_pgtable_take_tree() - detach every table of a tree, unfreed
+ * @pgt: tree; left empty, its tables still counted
+ * @list: gets the tables, for refnpu_pgtable_free_tables() or the
+ *	device's quarantine
+ */
+void refnpu_pgtable_take_tree(struct refnpu_pgtable *pgt,
+			      struct list_head *list)
+{
+	if (pgt->root)
+		refnpu_pt_take_tree(pgt->root, REFNPU_PT_ROOT_LEVEL, list);
+	pgt->root = NULL;
 }
 
 /*
@@ -388,23 +422,117 @@ static void refnpu_ctx_entry_set(struct refnpu_device *rdev, u32 id,
 	}
 }
 
-static void refnpu_mmu_tlb_invalidate(struct refnpu_device *rdev, u32 id)
+/*
+ * Invalidate a context's cached translations. Invalidations are
+ * serialised: the device has one invalidation engine, and a second
+ * request while one is in progress is not defined by the spec. Returns
+ * with @rdev->tlb_lock held when the invalidation failed, so that the
+ * caller quarantines what the device may still reach before anyone else
+ * can see the invalidation as done (refnpu_mmu_quarantine()).
+ */
+static int refnpu_mmu_tlb_invalidate(struct refnpu_device *rdev, u32 id)
 {
 	int idx, ret;
 
 	/* A removed device walks nothing any more. */
 	if (!drm_dev_enter(&rdev->drm, &idx))
-		return;
+		return 0;
+	mutex_lock(&rdev->tlb_lock);
 	ret = rdev->hw_ops->tlb_invalidate(rdev, id);
 	drm_dev_exit(idx);
-	if (ret)
-		refnpu_err_ratelimited(rdev, "TLB invalidation of context %u failed: %d\n",
-				       id, ret);
+	if (!ret) {
+		mutex_unlock(&rdev->tlb_lock);
+		return 0;
+	}
+
+	atomic64_inc(&rdev->tlb_timeouts);
+	refnpu_err_ratelimited(rdev, "TLB invalidation of context %u failed (%d): quarantining its memory until a device reset\n",
+			       id, ret);
+	return ret;
+}
+
+/*
+ * Called with @rdev->tlb_lock held after a failed invalidation: keep the
+ * page-table pages on @freelist (removed from @pgt), the BO of @map and
+ * context id @id (when not 0) away from reuse until a device reset dropped
+ * every cached translation, and ask for that reset. Drops the lock.
+ */
+static void refnpu_mmu_quarantine(struct refnpu_device *rdev,
+				  struct refnpu_pgtable *pgt,
+				  struct list_head *freelist,
+				  struct refnpu_mapping *map, u32 id)
+{
+	struct refnpu_pt *pt;
+
+	lockdep_assert_held(&rdev->tlb_lock);
+
+	list_for_each_entry(pt, freelist, free_link)
+		pgt->tables--;
+	list_splice_tail_init(freelist, &rdev->tlb_quarantine);
+	if (map)
+		list_add_tail(&map->link, &rdev->tlb_quarantine_maps);
+	if (id)
+		__set_bit(id, rdev->tlb_quarantine_ids);
+	mutex_unlock(&rdev->tlb_lock);
+
+	refnpu_device_reset_async(rdev);
+}
+
+/* Free what failed invalidations kept: the device dropped its TLB. */
+static void refnpu_mmu_release_quarantine(struct refnpu_device *rdev)
+{
+	struct refnpu_mapping *map, *tmp_map;
+	struct refnpu_pt *pt, *tmp;
+	LIST_HEAD(pts);
+	LIST_HEAD(maps);
+	unsigned int id;
+
+	mutex_lock(&rdev->tlb_lock);
+	list_splice_init(&rdev->tlb_quarantine, &pts);
+	list_splice_init(&rdev->tlb_quarantine_maps, &maps);
+	for_each_set_bit(id, rdev->tlb_quarantine_ids, REFNPU_NUM_CONTEXTS) {
+		__clear_bit(id, rdev->tlb_quarantine_ids);
+		ida_free(&rdev->ctx_ids, id);
+	}
+	mutex_unlock(&rdev->tlb_lock);
+
+	list_for_each_entry_safe(pt, tmp, &pts, free_link) {
+		list_del(&pt->free_link);
+		__refnpu_pt_free(rdev->drm.dev, pt);
+	}
+	list_for_each_entry_safe(map, tmp_map, &maps, link) {
+		list_del(&map->link);
+		drm_gem_object_put(&map->bo->base.base);
+		kfree(map);
+	}
+}
+
+static void refnpu_mmu_release_work(struct work_struct *work)
+{
+	refnpu_mmu_release_quarantine(container_of(work, struct refnpu_device,
+						   tlb_release_work));
+}
+
+/**
+ * refnpu_mmu_reset_done() - a device reset dropped every cached translation
+ * @rdev: device
+ *
+ * Frees, from &refnpu_wq, what failed TLB invalidations kept (the caller
+ * is a reset, on the fence signalling path, where nothing may be freed
+ * that takes BO locks).
+ */
+void refnpu_mmu_reset_done(struct refnpu_device *rdev)
+{
+	queue_work(refnpu_wq, &rdev->tlb_release_work);
 }
 
 static void refnpu_mmu_release(struct drm_device *drm, void *arg)
 {
-	ida_destroy(&to_refnpu(drm)->ctx_ids);
+	struct refnpu_device *rdev = to_refnpu(drm);
+
+	cancel_work_sync(&rdev->tlb_release_work);
+	refnpu_mmu_release_quarantine(rdev);
+	ida_destroy(&rdev->ctx_ids);
 }
 
 static void refnpu_mmu_free_ctx_table(struct refnpu_device *rdev)
@@ -437,6 +565,7 @@ int refnpu_mmu_init(struct refnpu_device *rdev)
 	}
 
 	ida_init(&rdev->ctx_ids);
+	INIT_WORK(&rdev->tlb_release_work, refnpu_mmu_release_work);
 	ret = drmm_add_action_or_reset(drm, refnpu_mmu_release, NULL);
 	if (ret)
 		return ret;
@@ -485,6 +614,10 @@ void refnpu_mmu_fini(struct refnpu_device *rdev)
 	}
 	refnpu_mmu_free_ctx_table(rdev);
 	mutex_unlock(&rdev->ctx_lock);
+
+	/* The device is stopped: what failed invalidations kept can go. */
+	cancel_work_sync(&rdev->tlb_release_work);
+	refnpu_mmu_release_quarantine(rdev);
 }
 
 /**
@@ -578,8 +711,16 @@ static void refnpu_ctx_release(struct kref *kref)
 	list_del(&ctx->link);
 	refnpu_ctx_entry_set(rdev, ctx->id, 0);
 	mutex_unlock(&rdev->ctx_lock);
-	refnpu_mmu_tlb_invalidate(rdev, ctx->id);
-	ida_free(&rdev->ctx_ids, ctx->id);
+	if (refnpu_mmu_tlb_invalidate(rdev, ctx->id)) {
+		LIST_HEAD(freelist);
+
+		/* The whole tree and the id wait for a device reset. */
+		refnpu_pgtable_take_tree(&ctx->pgt, &freelist);
+		refnpu_mmu_quarantine(rdev, &ctx->pgt, &freelist, NULL,
+				      ctx->id);
+	} else {
+		ida_free(&rdev->ctx_ids, ctx->id);
+	}
 
 	refnpu_pgtable_fini(&ctx->pgt);
 	drm_mm_takedown(&ctx->mm);
@@ -663,10 +804,17 @@ out:
  * @map: mapping filled in by refnpu_mmu_map()
  *
  * Invalidates the device TLB before the range and the freed tables can be
- * reused. May sleep.
+ * reused. When the invalidation fails, the device may still reach the
+ * BO's pages and the freed tables through stale translations: they are
+ * quarantined with @map until a device reset, which is requested.
+ * May sleep.
+ *
+ * Return: true when @map was quarantined: it and its BO reference now
+ * belong to the device, which frees them after the reset.
  */
-void refnpu_mmu_unmap(struct refnpu_ctx *ctx, struct refnpu_mapping *map)
+bool refnpu_mmu_unmap(struct refnpu_ctx *ctx, struct refnpu_mapping *map)
 {
+	bool quarantined = false;
 	LIST_HEAD(freelist);
 
 	mutex_lock(&ctx->vm_lock);
@@ -674,13 +822,20 @@ void refnpu_mmu_unmap(struct refnpu_ctx *ctx, struct refnpu_mapping *map)
 	if (ctx->pgt.root) {
 		refnpu_pgtable_unmap(&ctx->pgt, map->va,
 				     map->bo->base.base.size, &freelist);
-		refnpu_mmu_tlb_invalidate(ctx->rdev, ctx->id);
-		refnpu_pgtable_free_tables(&ctx->pgt, &freelist);
+		if (refnpu_mmu_tlb_invalidate(ctx->rdev, ctx->id)) {
+			refnpu_mmu_quarantine(ctx->rdev, &ctx->pgt, &freelist,
+					      map, 0);
+			quarantined = true;
+		} else {
+			refnpu_pgtable_free_tables(&ctx->pgt, &freelist);
+		}
 	}
 	drm_mm_remove_node(&map->node);
 	mutex_unlock(&ctx->vm_lock);
 
-	refnpu_dbg(ctx->rdev, MMU, "ctx %u unmap va 0x%llx\n", ctx->id, map->va);
+	refnpu_dbg(ctx->rdev, MMU, "ctx %u unmap va 0x%llx%s\n", ctx->id,
+		   map->va, quarantined ? " (quarantined)" : "");
+	return quarantined;
 }
 
 /**

@@ -49,6 +49,8 @@ struct refnpu_pgtable {
 int refnpu_pgtable_init(struct refnpu_pgtable *pgt, struct device *dev,
 			bool huge);
 void refnpu_pgtable_fini(struct refnpu_pgtable *pgt);
+void refnpu_pgtable_take_tree(struct refnpu_pgtable *pgt,
+			      struct list_head *list);
 int refnpu_pgtable_map(struct refnpu_pgtable *pgt, u64 va, dma_addr_t addr,
 		       u64 size, bool writable);
 int refnpu_pgtable_map_sgt(struct refnpu_pgtable *pgt, u64 va,
@@ -70,7 +72,8 @@ void refnpu_ctx_put(struct refnpu_ctx *ctx);
 
 int refnpu_mmu_map(struct refnpu_ctx *ctx, struct refnpu_mapping *map,
 		   struct sg_table *sgt, u64 size, bool writable);
-void refnpu_mmu_unmap(struct refnpu_ctx *ctx, struct refnpu_mapping *map);
+bool refnpu_mmu_unmap(struct refnpu_ctx *ctx, struct refnpu_mapping *map);
+void refnpu_mmu_reset_done(struct refnpu_device *rdev);
 void refnpu_mmu_show(struct refnpu_ctx *ctx, struct drm_printer *p);
 
 #endif /* __REFNPU_MMU_H__ */

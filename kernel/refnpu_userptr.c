@@ -118,15 +118,15 @@ static void refnpu_userptr_free(struct refnpu_userptr *up)
 }
 
 /*
- * Pin @size bytes at @start and DMA-map them for @dev. The pages are
+ * Pin @size bytes at @start and build their sg table (not DMA-mapped yet:
+ * that needs the device, see refnpu_bo_userptr_ioctl()). The pages are
  * pinned for writing unless @device_ro, or unless the process may not
  * write them, in which case *@device_ro is set.
  */
 static struct refnpu_userptr *
-refnpu_userptr_get(struct device *dev, u64 start, u64 size, bool *device_ro,
+refnpu_userptr_get(u64 start, u64 size, bool *device_ro,
 		   struct sg_table **sgtp)
 {
-	enum dma_data_direction dir;
 	struct refnpu_userptr *up;
 	struct sg_table *sgt;
 	int ret;
@@ -169,18 +169,11 @@ refnpu_userptr_get(struct device *dev, u64 start, u64 size, bool *device_ro,
 	if (ret)
 		goto err_free_sgt;
 
-	dir = *device_ro ? DMA_TO_DEVICE : DMA_BIDIRECTIONAL;
-	ret = dma_map_sgtable(dev, sgt, dir, 0);
-	if (ret)
-		goto err_free_table;
-
 	up->dirty = !*device_ro;
 	mmgrab(up->mm);
 	*sgtp = sgt;
 	return up;
 
-err_free_table:
-	sg_free_table(sgt);
 err_free_sgt:
 	kfree(sgt);
 err_unpin:
@@ -233,6 +226,7 @@ int refnpu_bo_userptr_ioctl(struct drm_device *drm, void *data,
 	bool device_ro = args->flags & DRM_REFNPU_BO_DEVICE_RO;
 	struct refnpu_mapping *map;
 	struct drm_gem_object *obj;
+	enum dma_data_direction dir;
 	struct refnpu_userptr *up;
 	struct sg_table *sgt;
 	struct refnpu_bo *bo;
@@ -247,25 +241,30 @@ int refnpu_bo_userptr_ioctl(struct drm_device *drm, void *data,
 	    check_add_overflow(args->user_ptr, args->size, &end))
 		return -EINVAL;
 
-	if (!drm_dev_enter(drm, &idx))
-		return -ENODEV;
+	/*
+	 * Pin outside the drm_dev_enter() section: faulting the pages in may
+	 * wait for as long as user space wants (userfaultfd), and unbinding
+	 * the device waits for every such section.
+	 */
+	up = refnpu_userptr_get(args->user_ptr, args->size, &device_ro, &sgt);
+	if (IS_ERR(up))
+		return PTR_ERR(up);
+	dir = device_ro ? DMA_TO_DEVICE : DMA_BIDIRECTIONAL;
 
-	up = refnpu_userptr_get(drm->dev, args->user_ptr, args->size,
-				&device_ro, &sgt);
-	if (IS_ERR(up)) {
-		ret = PTR_ERR(up);
-		goto out_exit;
+	if (!drm_dev_enter(drm, &idx)) {
+		ret = -ENODEV;
+		goto err_free;
 	}
+
+	ret = dma_map_sgtable(drm->dev, sgt, dir, 0);
+	if (ret)
+		goto err_exit;
 
 	obj = refnpu_gem_create_object(drm, args->size);
 	if (IS_ERR(obj)) {
-		dma_unmap_sgtable(drm->dev, sgt, device_ro ? DMA_TO_DEVICE :
-				  DMA_BIDIRECTIONAL, 0);
-		sg_free_table(sgt);
-		kfree(sgt);
-		refnpu_userptr_free(up);
+		dma_unmap_sgtable(drm->dev, sgt, dir, 0);
 		ret = PTR_ERR(obj);
-		goto out_exit;
+		goto err_exit;
 	}
 	/* No shmem file and no mmap offset: only the device maps it. */
 	drm_gem_private_object_init(drm, obj, args->size);
@@ -273,8 +272,9 @@ int refnpu_bo_userptr_ioctl(struct drm_device *drm, void *data,
 	INIT_LIST_HEAD(&bo->base.madv_list);
 	bo->base.sgt = sgt;
 	bo->userptr = up;
-	bo->dma_dir = device_ro ? DMA_TO_DEVICE : DMA_BIDIRECTIONAL;
+	bo->dma_dir = dir;
 	bo->flags = device_ro ? DRM_REFNPU_BO_DEVICE_RO : 0;
+	refnpu_gem_publish(bo);
 
 	/*
 	 * Map before the handle exists (see refnpu_bo_create_ioctl()): a
@@ -299,7 +299,14 @@ int refnpu_bo_userptr_ioctl(struct drm_device *drm, void *data,
 		   device_ro ? " ro" : "");
 out_put:
 	drm_gem_object_put(obj);
-out_exit:
 	drm_dev_exit(idx);
+	return ret;
+
+err_exit:
+	drm_dev_exit(idx);
+err_free:
+	sg_free_table(sgt);
+	kfree(sgt);
+	refnpu_userptr_free(up);
 	return ret;
 }

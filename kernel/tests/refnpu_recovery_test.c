@@ -20,13 +20,18 @@
 #include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/jiffies.h>
+#include <linux/kthread.h>
+#include <linux/sched/task.h>
 #include <linux/workqueue.h>
 #include <linux/sizes.h>
 
+#include <drm/drm_gem.h>
 #include <drm/drm_managed.h>
 #include <uapi/drm/refnpu_accel.h>
 
 #include "refnpu_drv.h"
+#include "refnpu_hw_ops.h"
+#include "refnpu_hwif.h"
 #include "refnpu_job.h"
 #include "refnpu_kunit.h"
 #include "refnpu_mmu.h"
@@ -448,6 +453,142 @@ static void recovery_remove_while_freeing(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, rec_nop(test, f->filp, f->cmd), 0);
 }
 
+/* Submit a job that stays on the hardware; return its hardware fence. */
+static struct dma_fence *rec_hang_job(struct kunit *test,
+				      struct refnpu_device *rdev,
+				      struct file *filp)
+{
+	struct refnpu_queue *q = &rdev->queues[0];
+	struct dma_fence *fence = NULL;
+	struct refnpu_job *job;
+	unsigned long flags;
+	u32 cmd;
+
+	/* A hung job never reads its commands: no CPU mapping is needed. */
+	KUNIT_ASSERT_EQ(test, refnpu_test_bo(test, filp, SZ_4K, 0, &cmd, NULL),
+			0);
+	KUNIT_ASSERT_EQ(test, refnpu_test_inject(rdev, 0, REFNPU_DBG_INJECT_HANG,
+						 0, 0, 0), 0);
+	KUNIT_ASSERT_EQ(test, refnpu_test_submit(test, filp, 0, cmd,
+						 REFNPU_CMD_NOP_SIZE), 0);
+	KUNIT_ASSERT_EQ(test, wait_stat(&q->stats.submitted, 1), 1LL);
+
+	spin_lock_irqsave(&q->lock, flags);
+	job = list_first_entry_or_null(&q->active, struct refnpu_job, link);
+	if (job)
+		fence = dma_fence_get(job->hw_fence);
+	spin_unlock_irqrestore(&q->lock, flags);
+	KUNIT_ASSERT_NOT_NULL(test, fence);
+
+	return fence;
+}
+
+/* What the unbind test saw when the job's hardware fence signalled. */
+struct unbind_cb {
+	struct dma_fence_cb cb;
+	struct refnpu_hwif *hw;
+	bool signalled;
+	bool device_running;
+	int error;
+};
+
+static void unbind_fence_cb(struct dma_fence *fence, struct dma_fence_cb *cb)
+{
+	struct unbind_cb *u = container_of(cb, struct unbind_cb, cb);
+
+	u->signalled = true;
+	u->device_running = READ_ONCE(u->hw->ready);
+	u->error = fence->error;
+}
+
+/*
+ * Unbinding with a job on the hardware: its fence must not signal before
+ * the device was stopped, since waiters then free the memory the job
+ * used, and the freed job unmaps its BOs without a TLB invalidation.
+ */
+static void recovery_unbind_stops_device_first(struct kunit *test)
+{
+	struct refnpu_device *rdev = refnpu_test_device(test, 0);
+	struct file *filp = refnpu_test_open(test, rdev);
+	struct unbind_cb u = { .hw = rdev->hw };
+	struct dma_fence *fence;
+
+	fence = rec_hang_job(test, rdev, filp);
+	KUNIT_ASSERT_EQ(test, dma_fence_add_callback(fence, &u.cb,
+						     unbind_fence_cb), 0);
+
+	refnpu_test_remove(test, rdev);
+	KUNIT_EXPECT_TRUE(test, u.signalled);
+	KUNIT_EXPECT_FALSE_MSG(test, u.device_running,
+			       "the job's fence signalled while the device could still run it");
+	KUNIT_EXPECT_EQ(test, u.error, -ENODEV);
+	if (!u.signalled)
+		dma_fence_remove_callback(fence, &u.cb);
+	dma_fence_put(fence);
+	refnpu_test_close(test, filp);
+}
+
+/*
+ * A job times out after its device was removed: the timeout handler
+ * cannot reset anything, but it must still hand the job back to the
+ * scheduler to be freed, or the job's pins, context and device references
+ * leak and the device is never released. The scheduler's timeout work is
+ * replayed here step by step (drm_sched_job_timedout()), after the
+ * removal, to make the race certain.
+ */
+static void recovery_timeout_after_unplug_frees_job(struct kunit *test)
+{
+	struct refnpu_device *rdev = refnpu_test_device(test, 0);
+	struct file *filp = refnpu_test_open(test, rdev);
+	struct drm_gpu_scheduler *sched = &rdev->queues[0].sched;
+	struct drm_sched_job *s_job;
+	struct dma_fence *fence;
+	unsigned long left;
+
+	init_completion(&unplug_state.released);
+	unplug_state.in_sched_work = false;
+	KUNIT_ASSERT_EQ(test, drmm_add_action_or_reset(&rdev->drm,
+						       unplug_released, NULL),
+			0);
+
+	fence = rec_hang_job(test, rdev, filp);
+	/* Keep the job on the pending list: nothing frees it meanwhile. */
+	drm_sched_wqueue_stop(sched);
+	KUNIT_ASSERT_EQ(test, kunit_add_action_or_reset(test, unplug_wqueue_start,
+							sched), 0);
+	refnpu_test_close(test, filp);
+	refnpu_test_remove(test, rdev);
+	dma_fence_put(fence);
+
+	spin_lock(&sched->job_list_lock);
+	s_job = list_first_entry_or_null(&sched->pending_list,
+					 struct drm_sched_job, list);
+	if (s_job)
+		list_del_init(&s_job->list);
+	spin_unlock(&sched->job_list_lock);
+	KUNIT_ASSERT_NOT_NULL(test, s_job);
+	KUNIT_EXPECT_EQ(test, sched->ops->timedout_job(s_job),
+			DRM_GPU_SCHED_STAT_ENODEV);
+	if (sched->free_guilty) {
+		sched->ops->free_job(s_job);
+		sched->free_guilty = false;
+	}
+
+	/*
+	 * The handler restarts the scheduler itself. Once the device is
+	 * released its schedulers are gone: only a device that was not may
+	 * have its scheduler started here.
+	 */
+	left = wait_for_completion_timeout(&unplug_state.released,
+					   msecs_to_jiffies(REFNPU_TEST_WAIT_MS));
+	if (left)
+		kunit_remove_action(test, unplug_wqueue_start, sched);
+	else
+		kunit_release_action(test, unplug_wqueue_start, sched);
+	KUNIT_EXPECT_NE_MSG(test, left, 0,
+			    "the timed-out job was never freed: the device was never released");
+}
+
 /*
  * An injected ABORTED is an ordinary job status: the job completes with
  * it, HEAD moves on, and the job does not run a second time.
@@ -581,6 +722,8 @@ static struct kunit_case refnpu_recovery_cases[] = {
 	KUNIT_CASE(recovery_delay_is_device_time),
 	KUNIT_CASE(recovery_device_reset_resubmits),
 	KUNIT_CASE(recovery_remove_while_freeing),
+	KUNIT_CASE(recovery_unbind_stops_device_first),
+	KUNIT_CASE(recovery_timeout_after_unplug_frees_job),
 	{}
 };
 
@@ -826,6 +969,168 @@ static void mmu_tlb_needs_invalidation(struct kunit *test)
 			      REFNPU_TLB_INV_ALL);
 }
 
+/*
+ * Backend operations of a test's device, wrapped: TLB invalidations can
+ * be made to time out or to take long and count how many overlap, and
+ * device resets can be held back until the test lets them through.
+ */
+static struct {
+	const struct refnpu_hw_ops *orig;
+	struct refnpu_hw_ops ops;
+	bool tlb_fail;
+	atomic_t tlb_inflight;
+	int tlb_max_inflight;
+	bool tlb_slow;
+	struct completion reset_go;
+} tlbw;
+
+static int tlbw_invalidate(struct refnpu_device *rdev, u32 ctx_id)
+{
+	int n = atomic_inc_return(&tlbw.tlb_inflight), ret;
+
+	if (n > READ_ONCE(tlbw.tlb_max_inflight))
+		WRITE_ONCE(tlbw.tlb_max_inflight, n);
+	if (READ_ONCE(tlbw.tlb_slow))
+		usleep_range(2000, 3000);
+	ret = READ_ONCE(tlbw.tlb_fail) ? -ETIMEDOUT :
+	      tlbw.orig->tlb_invalidate(rdev, ctx_id);
+	atomic_dec(&tlbw.tlb_inflight);
+	return ret;
+}
+
+static int tlbw_reset(struct refnpu_device *rdev)
+{
+	wait_for_completion(&tlbw.reset_go);
+	return tlbw.orig->reset(rdev);
+}
+
+static void tlbw_restore(void *arg)
+{
+	struct refnpu_device *rdev = arg;
+
+	complete_all(&tlbw.reset_go);
+	WRITE_ONCE(tlbw.tlb_fail, false);
+	flush_workqueue(rdev->reset_wq);
+	flush_workqueue(refnpu_wq);
+	rdev->hw_ops = tlbw.orig;
+}
+
+static void tlbw_install(struct kunit *test, struct refnpu_device *rdev)
+{
+	tlbw.orig = rdev->hw_ops;
+	tlbw.ops = *rdev->hw_ops;
+	tlbw.ops.tlb_invalidate = tlbw_invalidate;
+	tlbw.ops.reset = tlbw_reset;
+	tlbw.tlb_fail = false;
+	tlbw.tlb_slow = false;
+	atomic_set(&tlbw.tlb_inflight, 0);
+	tlbw.tlb_max_inflight = 0;
+	init_completion(&tlbw.reset_go);
+	rdev->hw_ops = &tlbw.ops;
+	KUNIT_ASSERT_EQ(test, kunit_add_action_or_reset(test, tlbw_restore, rdev),
+			0);
+}
+
+static unsigned int bo_count(struct refnpu_device *rdev)
+{
+	struct list_head *pos;
+	unsigned int n = 0;
+
+	mutex_lock(&rdev->bo_lock);
+	list_for_each(pos, &rdev->bo_list)
+		n++;
+	mutex_unlock(&rdev->bo_lock);
+	return n;
+}
+
+/*
+ * A TLB invalidation that times out leaves the device with translations
+ * to the pages just unmapped: they must not go back to the allocator.
+ * The BO stays alive until a device reset dropped every translation.
+ */
+static void mmu_tlb_timeout_quarantines_until_reset(struct kunit *test)
+{
+	struct rec_fixture *f = test->priv;
+	struct refnpu_device *rdev = f->rdev;
+	unsigned long end;
+	unsigned int n;
+	u32 bo;
+
+	tlbw_install(test, rdev);
+	KUNIT_ASSERT_EQ(test, refnpu_test_bo(test, f->filp, SZ_64K, 0, &bo, NULL),
+			0);
+	n = bo_count(rdev);
+
+	WRITE_ONCE(tlbw.tlb_fail, true);
+	refnpu_test_bo_close(test, f->filp, bo);
+	KUNIT_EXPECT_EQ(test, atomic64_read(&rdev->tlb_timeouts), 1LL);
+	KUNIT_EXPECT_EQ_MSG(test, bo_count(rdev), n,
+			    "the BO was freed while the device may still reach it");
+	WRITE_ONCE(tlbw.tlb_fail, false);
+
+	/* The reset that was asked for frees it. */
+	complete_all(&tlbw.reset_go);
+	end = jiffies + msecs_to_jiffies(REFNPU_TEST_WAIT_MS);
+	while (bo_count(rdev) == n && time_before(jiffies, end))
+		usleep_range(1000, 2000);
+	KUNIT_EXPECT_EQ(test, bo_count(rdev), n - 1);
+	KUNIT_EXPECT_GE(test, atomic64_read(&rdev->device_resets), 1LL);
+	KUNIT_EXPECT_EQ(test, rec_nop(test, f->filp, f->cmd), 0);
+}
+
+struct tlb_closer {
+	struct file *filp;
+	u32 handles[8];
+	int ret;
+};
+
+static int tlb_closer_fn(void *arg)
+{
+	struct tlb_closer *c = arg;
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(c->handles); i++)
+		c->ret |= drm_gem_handle_delete(c->filp->private_data,
+						c->handles[i]);
+	return 0;
+}
+
+/* Invalidations for different contexts never overlap on the device. */
+static void mmu_tlb_invalidations_serialised(struct kunit *test)
+{
+	struct rec_fixture *f = test->priv;
+	struct tlb_closer c[2] = {
+		{ .filp = f->filp },
+		{ .filp = refnpu_test_open(test, f->rdev) },
+	};
+	struct task_struct *t[2];
+	unsigned int i, j;
+
+	tlbw_install(test, f->rdev);
+	for (i = 0; i < 2; i++)
+		for (j = 0; j < ARRAY_SIZE(c[i].handles); j++)
+			KUNIT_ASSERT_EQ(test, refnpu_test_bo(test, c[i].filp, SZ_4K,
+							     0, &c[i].handles[j],
+							     NULL), 0);
+
+	WRITE_ONCE(tlbw.tlb_slow, true);
+	for (i = 0; i < 2; i++) {
+		t[i] = kthread_run(tlb_closer_fn, &c[i], "refnpu-tlb-%u", i);
+		KUNIT_ASSERT_FALSE(test, IS_ERR(t[i]));
+		get_task_struct(t[i]);
+	}
+	for (i = 0; i < 2; i++) {
+		kthread_stop(t[i]);
+		put_task_struct(t[i]);
+		KUNIT_EXPECT_EQ(test, c[i].ret, 0);
+	}
+	WRITE_ONCE(tlbw.tlb_slow, false);
+
+	KUNIT_EXPECT_EQ(test, atomic64_read(&f->rdev->tlb_timeouts), 0LL);
+	KUNIT_EXPECT_EQ_MSG(test, tlbw.tlb_max_inflight, 1,
+			    "TLB invalidations of two contexts overlapped");
+}
+
 static struct kunit_case refnpu_mmu_fault_cases[] = {
 	KUNIT_CASE(mmu_fault_unmapped_read),
 	KUNIT_CASE(mmu_fault_write_read_only),
@@ -833,6 +1138,8 @@ static struct kunit_case refnpu_mmu_fault_cases[] = {
 	KUNIT_CASE(mmu_fault_after_unmap),
 	KUNIT_CASE(mmu_fault_never_bans),
 	KUNIT_CASE(mmu_tlb_needs_invalidation),
+	KUNIT_CASE(mmu_tlb_timeout_quarantines_until_reset),
+	KUNIT_CASE(mmu_tlb_invalidations_serialised),
 	{}
 };
 
