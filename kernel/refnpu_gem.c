@@ -13,6 +13,7 @@
  */
 
 #include <linux/dma-buf.h>
+#include <linux/dma-mapping.h>
 #include <linux/dma-resv.h>
 #include <linux/module.h>
 
@@ -388,6 +389,33 @@ static const struct drm_gem_object_funcs refnpu_gem_funcs = {
 	.status = refnpu_gem_status,
 	.vm_ops = &drm_gem_shmem_vm_ops,
 };
+
+/**
+ * refnpu_bo_sync() - make a BO's memory and the device's view of it agree
+ * @bo: BO listed by a job, so mapped (its DMA mapping cannot go meanwhile)
+ * @for_device: before the device reads it (true), or after the device
+ *	wrote it, before the CPU reads it (false)
+ *
+ * Streaming DMA mappings need this whenever the DMA layer bounces
+ * (swiotlb) or the CPU caches are not coherent with the device; elsewhere
+ * the DMA API makes it a no-op. Imported BOs are the exporter's: an
+ * importer may use only the DMA addresses of the table it was given (the
+ * dma-buf core mangles its page links under CONFIG_DMABUF_DEBUG, and
+ * syncing needs them), so keeping an import coherent is the exporter's
+ * job. Never sleeps: called from the completion interrupt too.
+ */
+void refnpu_bo_sync(struct refnpu_bo *bo, bool for_device)
+{
+	struct device *dev = bo->base.base.dev->dev;
+	struct sg_table *sgt = bo->base.sgt;
+
+	if (drm_gem_is_imported(&bo->base.base) || !sgt)
+		return;
+	if (for_device)
+		dma_sync_sgtable_for_device(dev, sgt, bo->dma_dir);
+	else
+		dma_sync_sgtable_for_cpu(dev, sgt, bo->dma_dir);
+}
 
 /**
  * refnpu_gem_prime_import() - &drm_driver.gem_prime_import

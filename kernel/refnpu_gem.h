@@ -74,6 +74,7 @@ static inline struct refnpu_bo *to_refnpu_bo(struct drm_gem_object *obj)
 struct drm_gem_object *refnpu_gem_create_object(struct drm_device *drm,
 						size_t size);
 void refnpu_gem_publish(struct refnpu_bo *bo);
+void refnpu_bo_sync(struct refnpu_bo *bo, bool for_device);
 struct drm_gem_object *refnpu_gem_prime_import(struct drm_device *drm,
 					       struct dma_buf *dmabuf);
 struct refnpu_mapping *refnpu_mapping_open(struct refnpu_bo *bo,

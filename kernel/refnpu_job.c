@@ -113,9 +113,17 @@ static const char *refnpu_fence_get_driver_name(struct dma_fence *fence)
 
 static const char *refnpu_fence_get_timeline_name(struct dma_fence *fence)
 {
-	struct refnpu_queue *q = container_of(fence->lock, struct refnpu_queue,
-					      lock);
+	struct refnpu_queue *q;
 
+	/*
+	 * A fence may outlive its device (a sync_file, a foreign driver's
+	 * dependency), but only signalled: the device is released after
+	 * its last job. Do not reach the queue through a signalled fence.
+	 */
+	if (test_bit(DMA_FENCE_FLAG_SIGNALED_BIT, &fence->flags))
+		return "signaled";
+
+	q = container_of(fence->lock, struct refnpu_queue, lock);
 	return q->name;
 }
 
@@ -193,6 +201,10 @@ static struct dma_fence *__refnpu_job_run(struct refnpu_job *job)
 	if (!drm_dev_enter(&rdev->drm, &idx))
 		return ERR_PTR(-ENODEV);
 
+	/* What the CPU wrote reaches the device's view (swiotlb). */
+	for (i = 0; i < job->bo_count; i++)
+		refnpu_bo_sync(to_refnpu_bo(job->bos[i]), true);
+
 	spin_lock_irqsave(&q->lock, flags);
 	job->seq = q->next_seq++;
 	dma_fence_init(job->hw_fence, &refnpu_fence_ops, &q->lock,
@@ -249,6 +261,7 @@ void refnpu_job_done(struct refnpu_queue *q, const struct refnpu_hw_done *done)
 	struct refnpu_job *job;
 	u64 busy_ns = 0;
 	int err;
+	u32 i;
 
 	lockdep_assert_held(&q->lock);
 
@@ -287,6 +300,11 @@ found:
 
 	trace_refnpu_job_done(refnpu_dev_index(rdev), q->id, job->ctx->id,
 			      job->seq, done->status, err, busy_ns);
+
+	/* What the device wrote reaches the CPU before the fence signals. */
+	for (i = 0; i < job->bo_count; i++)
+		if (job->bo_flags[i] & DRM_REFNPU_BO_REF_WRITE)
+			refnpu_bo_sync(to_refnpu_bo(job->bos[i]), false);
 
 	list_del_init(&job->link);
 	dma_fence_signal_locked(job->hw_fence);

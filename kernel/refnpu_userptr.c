@@ -118,13 +118,13 @@ static void refnpu_userptr_free(struct refnpu_userptr *up)
 }
 
 /*
- * Pin @size bytes at @start and build their sg table (not DMA-mapped yet:
- * that needs the device, see refnpu_bo_userptr_ioctl()). The pages are
- * pinned for writing unless @device_ro, or unless the process may not
- * write them, in which case *@device_ro is set.
+ * Pin @size bytes at @start and build their sg table for @dev (not
+ * DMA-mapped yet: that needs the device, see refnpu_bo_userptr_ioctl()).
+ * The pages are pinned for writing unless @device_ro, or unless the
+ * process may not write them, in which case *@device_ro is set.
  */
 static struct refnpu_userptr *
-refnpu_userptr_get(u64 start, u64 size, bool *device_ro,
+refnpu_userptr_get(struct device *dev, u64 start, u64 size, bool *device_ro,
 		   struct sg_table **sgtp)
 {
 	struct refnpu_userptr *up;
@@ -164,8 +164,12 @@ refnpu_userptr_get(u64 start, u64 size, bool *device_ro,
 		ret = -ENOMEM;
 		goto err_unpin;
 	}
-	ret = sg_alloc_table_from_pages(sgt, up->pages, up->npages, 0, size,
-					GFP_KERNEL);
+	/* No segment larger than the DMA layer maps at once (swiotlb). */
+	ret = sg_alloc_table_from_pages_segment(sgt, up->pages, up->npages, 0,
+						size,
+						min_t(size_t, UINT_MAX & PAGE_MASK,
+						      dma_max_mapping_size(dev)),
+						GFP_KERNEL);
 	if (ret)
 		goto err_free_sgt;
 
@@ -246,7 +250,8 @@ int refnpu_bo_userptr_ioctl(struct drm_device *drm, void *data,
 	 * wait for as long as user space wants (userfaultfd), and unbinding
 	 * the device waits for every such section.
 	 */
-	up = refnpu_userptr_get(args->user_ptr, args->size, &device_ro, &sgt);
+	up = refnpu_userptr_get(drm->dev, args->user_ptr, args->size,
+				&device_ro, &sgt);
 	if (IS_ERR(up))
 		return PTR_ERR(up);
 	dir = device_ro ? DMA_TO_DEVICE : DMA_BIDIRECTIONAL;

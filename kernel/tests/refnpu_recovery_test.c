@@ -590,6 +590,39 @@ static void recovery_timeout_after_unplug_frees_job(struct kunit *test)
 }
 
 /*
+ * A hardware fence outlives its device: asking it for its timeline name
+ * (as SYNC_IOC_FILE_INFO or a dependency's debug output does) must not
+ * reach the freed device.
+ */
+static void recovery_fence_outlives_device(struct kunit *test)
+{
+	struct refnpu_device *rdev = refnpu_test_device(test, 0);
+	struct file *filp = refnpu_test_open(test, rdev);
+	struct dma_fence *fence;
+	unsigned long left;
+
+	init_completion(&unplug_state.released);
+	KUNIT_ASSERT_EQ(test, drmm_add_action_or_reset(&rdev->drm,
+						       unplug_released, NULL),
+			0);
+	fence = rec_hang_job(test, rdev, filp);
+	KUNIT_EXPECT_STREQ(test, fence->ops->get_timeline_name(fence),
+			   "queue0");
+
+	refnpu_test_remove(test, rdev);
+	refnpu_test_close(test, filp);
+	left = wait_for_completion_timeout(&unplug_state.released,
+					   msecs_to_jiffies(REFNPU_TEST_WAIT_MS));
+	KUNIT_ASSERT_NE(test, left, 0);
+
+	/* KASAN reports a use-after-free here if the device is reached. */
+	KUNIT_EXPECT_TRUE(test, dma_fence_is_signaled(fence));
+	KUNIT_EXPECT_STREQ(test, fence->ops->get_timeline_name(fence),
+			   "signaled");
+	dma_fence_put(fence);
+}
+
+/*
  * An injected ABORTED is an ordinary job status: the job completes with
  * it, HEAD moves on, and the job does not run a second time.
  */
@@ -724,6 +757,7 @@ static struct kunit_case refnpu_recovery_cases[] = {
 	KUNIT_CASE(recovery_remove_while_freeing),
 	KUNIT_CASE(recovery_unbind_stops_device_first),
 	KUNIT_CASE(recovery_timeout_after_unplug_frees_job),
+	KUNIT_CASE(recovery_fence_outlives_device),
 	{}
 };
 
