@@ -26,6 +26,7 @@
 #include <linux/sync_file.h>
 #include <linux/udmabuf.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/klog.h>
 #include <sys/mman.h>
@@ -1268,6 +1269,65 @@ TEST_F(DmaBuf, QueuedJobKeepsImportedPagesAlive)
 	if (base >= 0) {
 		EXPECT_EQ(dmabuf_count_settled(base), base);
 	}
+}
+
+/*
+ * A process killed with a job still queued (held back by a vgem fence):
+ * the job never runs and its fence fails with -ESRCH (Documentation/
+ * uapi.rst), once its dependencies signalled, whoever else waits on it.
+ */
+TEST_F(DmaBuf, KilledProcessQueuedJobFailsWithEsrch)
+{
+	REQUIRE_VGEM(probe);
+	Gate gate;
+	int p[2];
+
+	ASSERT_TRUE(gate.arm(fd));
+	/* The child reports the number of its sync_file through a pipe. */
+	ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
+	Fd rd(p[0]), wr(p[1]);
+	std::string node = nodes[0].path;
+
+	pid_t pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		/* The child: its own file, the gate imported, a queued job. */
+		Fd file(open(node.c_str(), O_RDWR | O_CLOEXEC));
+		Bo imp, dst;
+		int sf = -1;
+		if (file.get() < 0 || imp.import(file.get(), gate.dmabuf.get()) ||
+		    dst.create(file.get(), kPage))
+			_exit(2);
+		Job j(file.get());
+		CmdBuf cb;
+		cb.fill(dst.va, kPage, 0x5a5a5a5a);
+		if (j.read(imp.handle).write(dst.handle).submit(cb) ||
+		    drmSyncobjExportSyncFile(file.get(), j.syncobj(), &sf) ||
+		    write(wr.get(), &sf, sizeof(sf)) != sizeof(sf))
+			_exit(3);
+		pause();
+		_exit(4);
+	}
+	wr.reset();
+	int child_fd = -1;
+	ASSERT_EQ(read(rd.get(), &child_fd, sizeof(child_fd)), ssize_t(sizeof(child_fd)))
+		<< "the child could not queue its job";
+	/* Take the child's sync_file (no unix sockets in the debug kernel). */
+	Fd pidfd(int(syscall(SYS_pidfd_open, pid, 0)));
+	ASSERT_GE(pidfd.get(), 0) << strerror(errno);
+	Fd sfd(int(syscall(SYS_pidfd_getfd, pidfd.get(), child_fd, 0)));
+	ASSERT_GE(sfd.get(), 0) << strerror(errno);
+	EXPECT_EQ(sync_file_status(sfd.get()), 0) << "the job ran before the gate opened";
+
+	ASSERT_EQ(kill(pid, SIGKILL), 0);
+	int wstatus = 0;
+	ASSERT_EQ(waitpid(pid, &wstatus, 0), pid);
+	EXPECT_TRUE(WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == SIGKILL);
+
+	gate.open();
+	EXPECT_EQ(poll_fd(sfd.get(), POLLIN, 60000), POLLIN);
+	EXPECT_EQ(sync_file_status(sfd.get()), -ESRCH)
+		<< "a killed process's queued job must fail with -ESRCH";
 }
 
 /* Same with a running job (delay injection) and the exporter's device file. */
