@@ -12,6 +12,9 @@
 
 #include <cerrno>
 #include <cstdint>
+#include <fstream>
+#include <iterator>
+#include <string>
 
 #include <xf86drm.h>
 
@@ -30,6 +33,20 @@ inline int64_t now_ns()
 inline int xioctl(int fd, unsigned long req, void *arg)
 {
 	return drmIoctl(fd, req, arg) ? -errno : 0;
+}
+
+/*
+ * Whether every streaming DMA mapping bounces (swiotlb=force): imported
+ * buffers are then coherent only if their exporter syncs our mapping,
+ * which vgem's does not (Documentation/dma-buf.rst).
+ */
+inline bool dma_always_bounced()
+{
+	std::ifstream f("/proc/cmdline");
+	std::string cmdline((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+
+	return cmdline.find("swiotlb=") != std::string::npos &&
+	       cmdline.find("force") != std::string::npos;
 }
 
 /* An owned file descriptor, closed on destruction. */

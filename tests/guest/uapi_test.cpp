@@ -323,14 +323,6 @@ std::string debugfs_dir()
 	return !name.empty() && fs::exists(dir / "inject") ? dir.string() : "";
 }
 
-std::string read_text(const std::string &path)
-{
-	std::ifstream f(path);
-	std::stringstream ss;
-	ss << f.rdbuf();
-	return ss.str();
-}
-
 bool write_file(const std::string &path, const std::string &text)
 {
 	std::ofstream f(path);
@@ -1722,9 +1714,7 @@ TEST_F(Uapi, ImportsAVgemBuffer)
 	if (vgem < 0)
 		GTEST_SKIP() << "vgem not loaded";
 	Fd vg(vgem);
-	std::string cmdline = read_text("/proc/cmdline");
-	if (cmdline.find("swiotlb=") != std::string::npos &&
-	    cmdline.find("force") != std::string::npos)
+	if (refnpu_test::dma_always_bounced())
 		GTEST_SKIP() << "bounced DMA: vgem's exports do not sync their importers' mappings "
 				"(Documentation/dma-buf.rst)";
 

@@ -425,37 +425,58 @@ def run(args, work, vmlinuz, moddir, qemu):
     for a in args.qemu_arg:
         cmd += shlex.split(a)
 
-    t0 = time.monotonic()
-    qemu_proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                 stderr=subprocess.STDOUT)
-    lines = []
-    first_line_at = [None]
-    reader_done = threading.Event()
+    # A guest kernel that crashes before init ran never reached refnpu (the
+    # modules load after BOOTED): that is the emulator (TCG has rare early
+    # boot crashes, e.g. an int3 left by text patching), so it is booted
+    # once more, and the retry is reported.
+    boot_retries = []
+    for attempt in range(2):
+        t0 = time.monotonic()
+        qemu_proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT)
+        lines = []
+        first_line_at = [None]
+        reader_done = threading.Event()
 
-    def reader():
-        # Opening the pipe blocks until QEMU opens its end.
-        with open(proto_path + ".out", "rb") as f:
-            for raw in f:
-                line = raw.decode("utf-8", "replace").rstrip("\r\n")
-                if first_line_at[0] is None and "BOOTED" in line:
-                    first_line_at[0] = time.monotonic()
-                lines.append(line)
-        reader_done.set()
+        def reader():
+            # Opening the pipe blocks until QEMU opens its end.
+            with open(proto_path + ".out", "rb") as f:
+                for raw in f:
+                    line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                    if first_line_at[0] is None and "BOOTED" in line:
+                        first_line_at[0] = time.monotonic()
+                    lines.append(line)
+            reader_done.set()
 
-    # QEMU opens the .in side for writing; hold it open so it never sees EOF.
-    threading.Thread(target=reader, daemon=True).start()
-    in_fd = os.open(proto_path + ".in", os.O_RDWR)
-    timed_out = False
-    try:
-        qemu_proc.wait(timeout=args.timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        qemu_proc.kill()
-        qemu_proc.wait()
-    os.close(in_fd)
-    reader_done.wait(5)
-    elapsed = time.monotonic() - t0
-    qemu_out = qemu_proc.stdout.read().decode("utf-8", "replace")
+        # QEMU opens the .in side for writing; hold it open so it never sees EOF.
+        threading.Thread(target=reader, daemon=True).start()
+        in_fd = os.open(proto_path + ".in", os.O_RDWR)
+        timed_out = False
+        try:
+            qemu_proc.wait(timeout=args.timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            qemu_proc.kill()
+            qemu_proc.wait()
+        os.close(in_fd)
+        reader_done.wait(5)
+        elapsed = time.monotonic() - t0
+        qemu_out = qemu_proc.stdout.read().decode("utf-8", "replace")
+
+        booted = any("BOOTED" in l for l in lines)
+        if attempt == 0 and not booted and not timed_out and qemu_proc.returncode == 0:
+            crash = log_path + ".early-crash"
+            try:
+                os.replace(log_path, crash)
+            except OSError:
+                pass
+            boot_retries.append(crash)
+            os.unlink(proto_path + ".in")
+            os.unlink(proto_path + ".out")
+            os.mkfifo(proto_path + ".in")
+            os.mkfifo(proto_path + ".out")
+            continue
+        break
 
     # Parse the protocol stream.
     results = []   # (name, status, message)
@@ -580,6 +601,9 @@ def run(args, work, vmlinuz, moddir, qemu):
                         "; ".join(splats) + ("\n" + splat_context if splat_context else "")))
     for mod in insmod_fail:
         results.append(("insmod %s" % mod, "fail", "module failed to load"))
+    for crash in boot_retries:
+        results.append(("guest kernel crashed before init, booted again", "pass",
+                        "first boot's console: %s" % crash))
     if timed_out:
         results.append(("guest finished", "fail",
                         "timed out after %.0f s; guest killed" % args.timeout))
