@@ -1247,6 +1247,72 @@ TEST_F(SubmitArgs, HighPriorityNeedsCapSysNice)
 	EXPECT_EQ(WEXITSTATUS(st), 0);
 }
 
+/*
+ * Global GEM names (Documentation/uapi.rst): DRM_IOCTL_GEM_FLINK and
+ * DRM_IOCTL_GEM_OPEN are DRM_AUTH, and an accel file is authenticated
+ * exactly when its opener had CAP_SYS_ADMIN. A file opened with it shares
+ * a BO by name with another file (same pages, the other file's own VA);
+ * one opened without it can neither name nor open.
+ */
+TEST_F(Uapi, GlobalNamesNeedCapSysAdmin)
+{
+	Bo bo;
+	ASSERT_EQ(bo.create(fd, 4096), 0);
+	bo.as<uint32_t>()[0] = 0xfeedf00d;
+	drm_gem_flink fl = {};
+	fl.handle = bo.handle;
+	ASSERT_EQ(xioctl(fd, DRM_IOCTL_GEM_FLINK, &fl), 0) << "root opener";
+	ASSERT_NE(fl.name, 0u);
+
+	Fd other = open_node();
+	drm_gem_open op = {};
+	op.name = fl.name;
+	ASSERT_EQ(xioctl(other.get(), DRM_IOCTL_GEM_OPEN, &op), 0);
+	drm_refnpu_bo_info i = {};
+	i.handle = op.handle;
+	ASSERT_EQ(xioctl(other.get(), DRM_IOCTL_REFNPU_BO_INFO, &i), 0);
+	void *p = mmap(nullptr, 4096, PROT_READ, MAP_SHARED, other.get(), i.mmap_offset);
+	ASSERT_NE(p, MAP_FAILED);
+	EXPECT_EQ(static_cast<uint32_t *>(p)[0], 0xfeedf00du) << "the same pages";
+	munmap(p, 4096);
+
+	pid_t pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		struct {
+			uint32_t version;
+			int pid;
+		} hdr = {0x20080522, 0};
+		struct {
+			uint32_t effective, permitted, inheritable;
+		} data[2] = {};
+		if (syscall(SYS_capget, &hdr, data))
+			_exit(2);
+		data[0].effective &= ~(1u << 21); /* CAP_SYS_ADMIN */
+		data[0].permitted &= ~(1u << 21);
+		if (syscall(SYS_capset, &hdr, data))
+			_exit(3);
+		Fd mine = open_node();
+		drm_gem_open o = {};
+		o.name = fl.name;
+		int r1 = xioctl(mine.get(), DRM_IOCTL_GEM_OPEN, &o);
+		Bo own;
+		if (own.create(mine.get(), 4096))
+			_exit(4);
+		drm_gem_flink f = {};
+		f.handle = own.handle;
+		int r2 = xioctl(mine.get(), DRM_IOCTL_GEM_FLINK, &f);
+		_exit(r1 == -EACCES && r2 == -EACCES ? 0 : 1);
+	}
+	int st;
+	ASSERT_EQ(waitpid(pid, &st, 0), pid);
+	ASSERT_TRUE(WIFEXITED(st));
+	EXPECT_EQ(WEXITSTATUS(st), 0) << "a file opened without CAP_SYS_ADMIN used a global name";
+	drm_gem_close gc = {};
+	gc.handle = op.handle;
+	EXPECT_EQ(xioctl(other.get(), DRM_IOCTL_GEM_CLOSE, &gc), 0);
+}
+
 /* ---- job errors --------------------------------------------------------- */
 
 TEST_F(Uapi, UnknownOpcodeFailsWithEinval)
