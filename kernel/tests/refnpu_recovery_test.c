@@ -373,6 +373,36 @@ static void recovery_device_reset_resubmits(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, rec_nop(test, f->filp, f->cmd), 0);
 }
 
+/* Submit a job that stays on the hardware; return its hardware fence. */
+static struct dma_fence *rec_hang_job(struct kunit *test,
+				      struct refnpu_device *rdev,
+				      struct file *filp)
+{
+	struct refnpu_queue *q = &rdev->queues[0];
+	struct dma_fence *fence = NULL;
+	struct refnpu_job *job;
+	unsigned long flags;
+	u32 cmd;
+
+	/* A hung job never reads its commands: no CPU mapping is needed. */
+	KUNIT_ASSERT_EQ(test, refnpu_test_bo(test, filp, SZ_4K, 0, &cmd, NULL),
+			0);
+	KUNIT_ASSERT_EQ(test, refnpu_test_inject(rdev, 0, REFNPU_DBG_INJECT_HANG,
+						 0, 0, 0), 0);
+	KUNIT_ASSERT_EQ(test, refnpu_test_submit(test, filp, 0, cmd,
+						 REFNPU_CMD_NOP_SIZE), 0);
+	KUNIT_ASSERT_EQ(test, wait_stat(&q->stats.submitted, 1), 1LL);
+
+	spin_lock_irqsave(&q->lock, flags);
+	job = list_first_entry_or_null(&q->active, struct refnpu_job, link);
+	if (job)
+		fence = dma_fence_get(job->hw_fence);
+	spin_unlock_irqrestore(&q->lock, flags);
+	KUNIT_ASSERT_NOT_NULL(test, fence);
+
+	return fence;
+}
+
 /* What the removal test saw when its device was finally released. */
 static struct {
 	struct completion released;
@@ -409,8 +439,7 @@ static void recovery_remove_while_freeing(struct kunit *test)
 	struct refnpu_device *rdev = refnpu_test_device(test, 0);
 	struct file *filp = refnpu_test_open(test, rdev);
 	struct drm_gpu_scheduler *sched = &rdev->queues[0].sched;
-	unsigned long end, left;
-	u32 cmd;
+	unsigned long left;
 
 	init_completion(&unplug_state.released);
 	unplug_state.in_sched_work = false;
@@ -419,17 +448,7 @@ static void recovery_remove_while_freeing(struct kunit *test)
 			0);
 
 	/* A job that stays on the hardware until the device goes away. */
-	KUNIT_ASSERT_EQ(test, refnpu_test_bo(test, filp, SZ_4K, 0, &cmd, NULL),
-			0);
-	KUNIT_ASSERT_EQ(test, refnpu_test_inject(rdev, 0, REFNPU_DBG_INJECT_HANG,
-						 0, 0, 0), 0);
-	KUNIT_ASSERT_EQ(test, refnpu_test_submit(test, filp, 0, cmd,
-						 REFNPU_CMD_NOP_SIZE), 0);
-	end = jiffies + msecs_to_jiffies(REFNPU_TEST_WAIT_MS);
-	while (!stat(&rdev->queues[0].stats.submitted) &&
-	       time_before(jiffies, end))
-		usleep_range(1000, 2000);
-	KUNIT_ASSERT_EQ(test, stat(&rdev->queues[0].stats.submitted), 1LL);
+	dma_fence_put(rec_hang_job(test, rdev, filp));
 
 	/* Hold the job back from being freed until the device is gone. */
 	drm_sched_wqueue_stop(sched);
@@ -451,36 +470,6 @@ static void recovery_remove_while_freeing(struct kunit *test)
 
 	/* The fixture's device was not disturbed. */
 	KUNIT_EXPECT_EQ(test, rec_nop(test, f->filp, f->cmd), 0);
-}
-
-/* Submit a job that stays on the hardware; return its hardware fence. */
-static struct dma_fence *rec_hang_job(struct kunit *test,
-				      struct refnpu_device *rdev,
-				      struct file *filp)
-{
-	struct refnpu_queue *q = &rdev->queues[0];
-	struct dma_fence *fence = NULL;
-	struct refnpu_job *job;
-	unsigned long flags;
-	u32 cmd;
-
-	/* A hung job never reads its commands: no CPU mapping is needed. */
-	KUNIT_ASSERT_EQ(test, refnpu_test_bo(test, filp, SZ_4K, 0, &cmd, NULL),
-			0);
-	KUNIT_ASSERT_EQ(test, refnpu_test_inject(rdev, 0, REFNPU_DBG_INJECT_HANG,
-						 0, 0, 0), 0);
-	KUNIT_ASSERT_EQ(test, refnpu_test_submit(test, filp, 0, cmd,
-						 REFNPU_CMD_NOP_SIZE), 0);
-	KUNIT_ASSERT_EQ(test, wait_stat(&q->stats.submitted, 1), 1LL);
-
-	spin_lock_irqsave(&q->lock, flags);
-	job = list_first_entry_or_null(&q->active, struct refnpu_job, link);
-	if (job)
-		fence = dma_fence_get(job->hw_fence);
-	spin_unlock_irqrestore(&q->lock, flags);
-	KUNIT_ASSERT_NOT_NULL(test, fence);
-
-	return fence;
 }
 
 /* What the unbind test saw when the job's hardware fence signalled. */

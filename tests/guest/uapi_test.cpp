@@ -323,6 +323,24 @@ std::string debugfs_dir()
 	return !name.empty() && fs::exists(dir / "inject") ? dir.string() : "";
 }
 
+/* Drop capability @cap (effective and permitted) from the calling process. */
+bool drop_capability(unsigned int cap)
+{
+	struct {
+		uint32_t version;
+		int pid;
+	} hdr = {0x20080522, 0}; /* _LINUX_CAPABILITY_VERSION_3 */
+	struct {
+		uint32_t effective, permitted, inheritable;
+	} data[2] = {};
+
+	if (syscall(SYS_capget, &hdr, data))
+		return false;
+	data[cap / 32].effective &= ~(1u << (cap % 32));
+	data[cap / 32].permitted &= ~(1u << (cap % 32));
+	return syscall(SYS_capset, &hdr, data) == 0;
+}
+
 bool write_file(const std::string &path, const std::string &text)
 {
 	std::ofstream f(path);
@@ -1222,18 +1240,7 @@ TEST_F(SubmitArgs, HighPriorityNeedsCapSysNice)
 
 	ASSERT_GE(pid, 0);
 	if (pid == 0) {
-		struct {
-			uint32_t version;
-			int pid;
-		} hdr = {0x20080522, 0};
-		struct {
-			uint32_t effective, permitted, inheritable;
-		} data[2] = {};
-		if (syscall(SYS_capget, &hdr, data))
-			_exit(2);
-		data[0].effective &= ~(1u << 23); /* CAP_SYS_NICE */
-		data[0].permitted &= ~(1u << 23);
-		if (syscall(SYS_capset, &hdr, data))
+		if (!drop_capability(23)) /* CAP_SYS_NICE */
 			_exit(3);
 		args.priority = DRM_REFNPU_PRIORITY_HIGH;
 		int r1 = submit();
@@ -1279,18 +1286,7 @@ TEST_F(Uapi, GlobalNamesNeedCapSysAdmin)
 	pid_t pid = fork();
 	ASSERT_GE(pid, 0);
 	if (pid == 0) {
-		struct {
-			uint32_t version;
-			int pid;
-		} hdr = {0x20080522, 0};
-		struct {
-			uint32_t effective, permitted, inheritable;
-		} data[2] = {};
-		if (syscall(SYS_capget, &hdr, data))
-			_exit(2);
-		data[0].effective &= ~(1u << 21); /* CAP_SYS_ADMIN */
-		data[0].permitted &= ~(1u << 21);
-		if (syscall(SYS_capset, &hdr, data))
+		if (!drop_capability(21)) /* CAP_SYS_ADMIN */
 			_exit(3);
 		Fd mine = open_node();
 		drm_gem_open o = {};
