@@ -422,6 +422,16 @@ static void unplug_released(struct drm_device *drm, void *arg)
 	complete(&unplug_state.released);
 }
 
+/* Record in unplug_state when and where @rdev is finally released. */
+static void unplug_track(struct kunit *test, struct refnpu_device *rdev)
+{
+	init_completion(&unplug_state.released);
+	unplug_state.in_sched_work = false;
+	KUNIT_ASSERT_EQ(test, drmm_add_action_or_reset(&rdev->drm,
+						       unplug_released, NULL),
+			0);
+}
+
 KUNIT_DEFINE_ACTION_WRAPPER(unplug_wqueue_start, drm_sched_wqueue_start,
 			    struct drm_gpu_scheduler *);
 
@@ -441,11 +451,7 @@ static void recovery_remove_while_freeing(struct kunit *test)
 	struct drm_gpu_scheduler *sched = &rdev->queues[0].sched;
 	unsigned long left;
 
-	init_completion(&unplug_state.released);
-	unplug_state.in_sched_work = false;
-	KUNIT_ASSERT_EQ(test, drmm_add_action_or_reset(&rdev->drm,
-						       unplug_released, NULL),
-			0);
+	unplug_track(test, rdev);
 
 	/* A job that stays on the hardware until the device goes away. */
 	dma_fence_put(rec_hang_job(test, rdev, filp));
@@ -534,11 +540,7 @@ static void recovery_timeout_after_unplug_frees_job(struct kunit *test)
 	struct dma_fence *fence;
 	unsigned long left;
 
-	init_completion(&unplug_state.released);
-	unplug_state.in_sched_work = false;
-	KUNIT_ASSERT_EQ(test, drmm_add_action_or_reset(&rdev->drm,
-						       unplug_released, NULL),
-			0);
+	unplug_track(test, rdev);
 
 	fence = rec_hang_job(test, rdev, filp);
 	/* Keep the job on the pending list: nothing frees it meanwhile. */
@@ -590,10 +592,7 @@ static void recovery_fence_outlives_device(struct kunit *test)
 	struct dma_fence *fence;
 	unsigned long left;
 
-	init_completion(&unplug_state.released);
-	KUNIT_ASSERT_EQ(test, drmm_add_action_or_reset(&rdev->drm,
-						       unplug_released, NULL),
-			0);
+	unplug_track(test, rdev);
 	fence = rec_hang_job(test, rdev, filp);
 	KUNIT_EXPECT_STREQ(test, fence->ops->get_timeline_name(fence),
 			   "queue0");
