@@ -191,9 +191,21 @@ static struct dma_fence *__refnpu_job_run(struct refnpu_job *job)
 	if (unlikely(sched_job->s_fence->finished.error))
 		return NULL;
 
-	for (i = 0; i < job->in_count; i++)
-		if (dma_fence_chain_contained(job->in_fences[i])->error)
+	/*
+	 * A failed in-fence cancels the job, except one of an earlier job of
+	 * the same entity (file, queue and priority): that one is ordered
+	 * before this job anyway, the scheduler does not wait for it, and
+	 * whether it has failed yet would depend on timing (uAPI header).
+	 */
+	for (i = 0; i < job->in_count; i++) {
+		struct dma_fence *f = dma_fence_chain_contained(job->in_fences[i]);
+		u64 ectx = job->entity_fence_context;
+
+		if (f->context == ectx || f->context == ectx + 1)
+			continue;
+		if (f->error)
 			return ERR_PTR(-ECANCELED);
+	}
 
 	if (READ_ONCE(job->ctx->banned))
 		return ERR_PTR(-ECANCELED);
@@ -1162,6 +1174,8 @@ int refnpu_submit_ioctl(struct drm_device *drm, void *data,
 		goto out_free;
 
 	entity = &rfile->entities[args->queue][args->priority];
+	/* run_job may run after the entity is gone: keep what it needs. */
+	job->entity_fence_context = entity->fence_context;
 	ret = drm_sched_job_init(&job->base, entity, 1, rfile, file->client_id);
 	if (ret)
 		goto out_free;

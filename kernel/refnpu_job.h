@@ -46,6 +46,8 @@ struct refnpu_queue;
  * @bo_flags: DRM_REFNPU_BO_REF_* of each BO
  * @in_count: number of explicit in-fences
  * @in_fences: the explicit in-fences, checked for errors before running
+ * @entity_fence_context: fence context of the submitting entity: its own
+ *	earlier jobs' failures do not cancel this one
  * @out_count: number of out-syncobjs
  * @out_syncobjs: out-syncobjs, each with a reference
  * @out_points: timeline point of each out-syncobj, 0 for binary
@@ -69,6 +71,7 @@ struct refnpu_job {
 	u32 *bo_flags;
 	u32 in_count;
 	struct dma_fence **in_fences;
+	u64 entity_fence_context;
 	u32 out_count;
 	struct drm_syncobj **out_syncobjs;
 	u64 *out_points;

@@ -1521,6 +1521,36 @@ TEST_F(Uapi, FailedInFenceCancelsTheJob)
 	drmSyncobjDestroy(fd, so);
 }
 
+/*
+ * The exception: an in-fence of an earlier job of the same file, queue and
+ * priority never cancels the job, whether that job has failed yet or not
+ * (here it has: the waiter is submitted only after it completed).
+ */
+TEST_F(Uapi, FailedInFenceOfTheSameEntityDoesNotCancel)
+{
+	Bo dst, cmd_a, cmd_b, y;
+	CmdBuf a, b;
+	uint32_t so;
+
+	ASSERT_EQ(dst.create(fd, 4096), 0);
+	ASSERT_EQ(y.create(fd, 4096), 0);
+	a.fill(dst.va + (64 << 20), 64, 1); /* faults */
+	b.fill(y.va, 4096, 9);
+	upload(cmd_a, a);
+	upload(cmd_b, b);
+	ASSERT_EQ(drmSyncobjCreate(fd, 0, &so), 0);
+	ASSERT_EQ(Submit(cmd_a, a.data.size(), 0).write(dst).signal(so).run(fd), 0);
+	int status;
+	ASSERT_EQ(bo_wait(fd, dst, &status), 0);
+	ASSERT_EQ(status, -EFAULT);
+
+	ASSERT_EQ(Submit(cmd_b, b.data.size(), 0).write(y).wait(so).run(fd), 0);
+	ASSERT_EQ(bo_wait(fd, y, &status), 0);
+	EXPECT_EQ(status, 0) << "an earlier job of the same entity cancelled this one";
+	EXPECT_EQ(y.as<uint32_t>()[0], 9u);
+	drmSyncobjDestroy(fd, so);
+}
+
 /* ---- recovery ----------------------------------------------------------- */
 
 TEST_F(Uapi, HangIsRecoveredAndTheNextJobRuns)
