@@ -190,12 +190,15 @@ struct drm_refnpu_bo_create {
 /**
  * struct drm_refnpu_bo_info - query a buffer object
  *
- * Also maps the BO into the file's device address space when it is not yet
- * mapped there, which happens for a BO imported through PRIME.
+ * Every handle's BO is mapped in the file's device address space when the
+ * handle is made (BO_CREATE, BO_USERPTR, PRIME import, GEM_OPEN): mapping
+ * errors come from those calls, never from this one. A PRIME import
+ * (DRM_IOCTL_PRIME_FD_TO_HANDLE) fails with -ENOSPC when the address
+ * space is full, -ENOMEM when out of memory and -ENODEV after the
+ * device's removal.
  *
- * Errors: -EINVAL when @pad is not zero; -ENOENT when @handle names no BO;
- * -ENOSPC when the device address space is full; -ENOMEM when out of
- * memory; -ENODEV when the device was removed.
+ * Errors: -EINVAL when @pad is not zero; -ENOENT when @handle names no BO
+ * (or was closed meanwhile by another thread).
  */
 struct drm_refnpu_bo_info {
 	/** @handle: in, GEM handle */
