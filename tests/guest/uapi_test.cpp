@@ -350,6 +350,21 @@ bool write_file(const std::string &path, const std::string &text)
 	return bool(f);
 }
 
+/*
+ * Job A writes @dst outside any BO (it faults) and signals @so; job B fills
+ * @y with 9. The in-fence tests submit them in various orders.
+ */
+struct FailingPair {
+	Bo dst, cmd_a, cmd_b, y;
+	CmdBuf a, b;
+	uint32_t so = 0;
+	~FailingPair()
+	{
+		if (so)
+			drmSyncobjDestroy(dst.fd, so);
+	}
+};
+
 class Uapi : public ::testing::Test
 {
 protected:
@@ -385,6 +400,17 @@ protected:
 	{
 		ASSERT_EQ(cmd.create(fd, std::max<size_t>(cb.data.size(), 4096)), 0);
 		memcpy(cmd.map, cb.data.data(), cb.data.size());
+	}
+
+	void make_failing_pair(FailingPair &f)
+	{
+		ASSERT_EQ(f.dst.create(fd, 4096), 0);
+		ASSERT_EQ(f.y.create(fd, 4096), 0);
+		f.a.fill(f.dst.va + (64 << 20), 64, 1); /* faults */
+		f.b.fill(f.y.va, 4096, 9);
+		upload(f.cmd_a, f.a);
+		upload(f.cmd_b, f.b);
+		ASSERT_EQ(drmSyncobjCreate(fd, 0, &f.so), 0);
 	}
 
 	/* Run one command buffer writing @out and return the job's status. */
@@ -1497,17 +1523,9 @@ TEST_F(Uapi, ImplicitSyncOrdersJobsSharingABo)
  */
 TEST_F(Uapi, FailedInFenceCancelsTheJob)
 {
-	Bo dst, cmd_a, cmd_b, y;
-	CmdBuf a, b;
-	uint32_t so;
-
-	ASSERT_EQ(dst.create(fd, 4096), 0);
-	ASSERT_EQ(y.create(fd, 4096), 0);
-	a.fill(dst.va + (64 << 20), 64, 1); /* faults */
-	b.fill(y.va, 4096, 9);
-	upload(cmd_a, a);
-	upload(cmd_b, b);
-	ASSERT_EQ(drmSyncobjCreate(fd, 0, &so), 0);
+	FailingPair f;
+	ASSERT_NO_FATAL_FAILURE(make_failing_pair(f));
+	auto &[dst, cmd_a, cmd_b, y, a, b, so] = f;
 	for (uint32_t q : {0u, num_queues - 1}) {
 		ASSERT_EQ(Submit(cmd_a, a.data.size(), 0).write(dst).signal(so).run(fd), 0);
 		Submit sb(cmd_b, b.data.size(), q);
@@ -1518,7 +1536,6 @@ TEST_F(Uapi, FailedInFenceCancelsTheJob)
 		EXPECT_EQ(status, -ECANCELED) << "queue " << q;
 		EXPECT_EQ(y.as<uint32_t>()[0], 0u) << "queue " << q;
 	}
-	drmSyncobjDestroy(fd, so);
 }
 
 /*
@@ -1528,17 +1545,9 @@ TEST_F(Uapi, FailedInFenceCancelsTheJob)
  */
 TEST_F(Uapi, FailedInFenceOfTheSameEntityDoesNotCancel)
 {
-	Bo dst, cmd_a, cmd_b, y;
-	CmdBuf a, b;
-	uint32_t so;
-
-	ASSERT_EQ(dst.create(fd, 4096), 0);
-	ASSERT_EQ(y.create(fd, 4096), 0);
-	a.fill(dst.va + (64 << 20), 64, 1); /* faults */
-	b.fill(y.va, 4096, 9);
-	upload(cmd_a, a);
-	upload(cmd_b, b);
-	ASSERT_EQ(drmSyncobjCreate(fd, 0, &so), 0);
+	FailingPair f;
+	ASSERT_NO_FATAL_FAILURE(make_failing_pair(f));
+	auto &[dst, cmd_a, cmd_b, y, a, b, so] = f;
 	ASSERT_EQ(Submit(cmd_a, a.data.size(), 0).write(dst).signal(so).run(fd), 0);
 	int status;
 	ASSERT_EQ(bo_wait(fd, dst, &status), 0);
@@ -1548,7 +1557,6 @@ TEST_F(Uapi, FailedInFenceOfTheSameEntityDoesNotCancel)
 	ASSERT_EQ(bo_wait(fd, y, &status), 0);
 	EXPECT_EQ(status, 0) << "an earlier job of the same entity cancelled this one";
 	EXPECT_EQ(y.as<uint32_t>()[0], 9u);
-	drmSyncobjDestroy(fd, so);
 }
 
 /* ---- recovery ----------------------------------------------------------- */
