@@ -159,7 +159,7 @@ void refnpu_gem_unplug(struct refnpu_device *rdev)
 		dma_resv_lock(shmem->base.resv, NULL);
 		if (shmem->sgt) {
 			dma_unmap_sgtable(rdev->drm.dev, shmem->sgt,
-					  bo->dma_dir, 0);
+					  bo->dma_dir, bo->dma_attrs);
 			sg_free_table(shmem->sgt);
 			kfree(shmem->sgt);
 			shmem->sgt = NULL;

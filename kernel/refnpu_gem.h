@@ -34,6 +34,8 @@ struct refnpu_userptr;
  * @userptr: pinned user memory backing a userptr BO, else NULL
  * @dma_dir: direction of the DMA mapping in @base.sgt: DMA_TO_DEVICE for
  *	a read-only userptr BO, else DMA_BIDIRECTIONAL
+ * @dma_attrs: attributes of that mapping, for the unmap: 0, or
+ *	DMA_ATTR_SKIP_CPU_SYNC for a userptr BO (see refnpu_userptr.c)
  */
 struct refnpu_bo {
 	struct drm_gem_shmem_object base;
@@ -44,6 +46,7 @@ struct refnpu_bo {
 	struct list_head link;
 	struct refnpu_userptr *userptr;
 	enum dma_data_direction dma_dir;
+	unsigned long dma_attrs;
 };
 
 /**

@@ -33,6 +33,18 @@
  * they are pinned read-only, mapped read-only in the device MMU and
  * DMA-mapped DMA_TO_DEVICE, so neither the device MMU nor the DMA layer
  * (a system IOMMU, a bounce buffer) ever writes them.
+ *
+ * Overlapping BOs: nothing stops a process from making several userptr
+ * BOs over the same pages (views of one buffer, two processes sharing a
+ * file), so the same page may be in several streaming DMA mappings at
+ * once. The DMA API allows that only when the mappings skip the CPU cache
+ * maintenance of map and unmap (DMA-API debug reports "overlapping
+ * mappings" otherwise), because one mapping's sync would then undo what
+ * the device wrote through another. Userptr BOs are therefore mapped with
+ * DMA_ATTR_SKIP_CPU_SYNC, and the syncs that matter are the explicit ones
+ * around every job (refnpu_bo_sync()): for the device before the job
+ * runs, for the CPU after it wrote. Concurrent jobs writing the same
+ * bytes through two BOs race as they would through one.
  */
 
 #include <linux/capability.h>
@@ -205,7 +217,7 @@ void refnpu_userptr_release(struct refnpu_bo *bo)
 
 	if (shmem->sgt) {
 		dma_unmap_sgtable(shmem->base.dev->dev, shmem->sgt, bo->dma_dir,
-				  0);
+				  bo->dma_attrs);
 		sg_free_table(shmem->sgt);
 		kfree(shmem->sgt);
 		shmem->sgt = NULL;
@@ -261,13 +273,13 @@ int refnpu_bo_userptr_ioctl(struct drm_device *drm, void *data,
 		goto err_free;
 	}
 
-	ret = dma_map_sgtable(drm->dev, sgt, dir, 0);
+	ret = dma_map_sgtable(drm->dev, sgt, dir, DMA_ATTR_SKIP_CPU_SYNC);
 	if (ret)
 		goto err_exit;
 
 	obj = refnpu_gem_create_object(drm, args->size);
 	if (IS_ERR(obj)) {
-		dma_unmap_sgtable(drm->dev, sgt, dir, 0);
+		dma_unmap_sgtable(drm->dev, sgt, dir, DMA_ATTR_SKIP_CPU_SYNC);
 		ret = PTR_ERR(obj);
 		goto err_exit;
 	}
@@ -278,6 +290,7 @@ int refnpu_bo_userptr_ioctl(struct drm_device *drm, void *data,
 	bo->base.sgt = sgt;
 	bo->userptr = up;
 	bo->dma_dir = dir;
+	bo->dma_attrs = DMA_ATTR_SKIP_CPU_SYNC;
 	bo->flags = device_ro ? DRM_REFNPU_BO_DEVICE_RO : 0;
 	refnpu_gem_publish(bo);
 

@@ -257,7 +257,10 @@ struct drm_refnpu_bo_wait {
  * completed, and orders the job against other users of the BO (implicit
  * synchronization): a job reading a BO waits for earlier writers, a job
  * writing it waits for all earlier users. Commands may still address any
- * BO of the context, but only listed BOs are ordered and kept alive.
+ * BO of the context, but only listed BOs are ordered and kept alive, and
+ * only what the job writes to BOs listed with DRM_REFNPU_BO_REF_WRITE is
+ * guaranteed visible to the CPU when the job's fence signals (where the
+ * DMA layer bounces or caches are not coherent, see Documentation/driver.rst).
  */
 struct drm_refnpu_bo_ref {
 	/** @handle: GEM handle of the BO */
