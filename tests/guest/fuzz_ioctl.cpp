@@ -762,6 +762,7 @@ struct SyncState {
 	bool max_uncertain = false;
 	bool points_uncertain = false;
 	std::map<uint64_t, Fence> points;
+	Fence base; /* the fence the first point was added to: the chain's tail */
 };
 
 struct Syncobj {
@@ -1642,6 +1643,7 @@ bool Worker::va_free_for(int f, uint64_t va, uint64_t size, const std::string &w
 void so_replace(SyncState &s, Fence f)
 {
 	s.head = f;
+	s.base = Fence{};
 	s.chain = false;
 	s.points.clear();
 	s.max_point = 0;
@@ -1666,7 +1668,9 @@ void so_add_point(SyncState &s, Fence f, uint64_t p)
 		s.head = f;
 		return;
 	}
+	Fence base = s.head;
 	so_replace(s, f);
+	s.base = base;
 	s.chain = true;
 	s.max_point = p;
 	if (p)
@@ -1746,7 +1750,11 @@ int Worker::fence_status(const Fence &f, bool *signaled) const
 /*
  * The status of what a lookup at @p found (@fe). A timeline point may be
  * answered by any later node once the chain was garbage collected, so a
- * point is only known good, or signalled, when every point from @p is.
+ * point is only known good when every point from @p is. A chain node
+ * signals when its fence and every earlier node's have
+ * (dma_fence_chain_signaled()), so a point is signalled when every point
+ * up to the node that answers it is (the first point at or above @p), and
+ * the fence the chain was started on.
  */
 int Worker::point_status(const SyncState &st, uint64_t p, const Fence &fe, bool *signaled) const
 {
@@ -1754,12 +1762,19 @@ int Worker::point_status(const SyncState &st, uint64_t p, const Fence &fe, bool 
 		return fence_status(fe, signaled);
 	int worst = 0;
 	bool all = true;
-	for (auto it = st.points.lower_bound(p); it != st.points.end(); ++it) {
+	auto node = st.points.lower_bound(p);
+	if (st.base.kind != Fence::NONE) {
+		bool sg;
+		fence_status(st.base, &sg);
+		all = sg;
+	}
+	for (auto it = st.points.begin(); it != st.points.end(); ++it) {
 		bool sg;
 		int fs = fence_status(it->second, &sg);
-		all &= sg;
-		if (fs)
+		if (it->first >= p && fs)
 			worst = 1;
+		if (node == st.points.end() || it->first <= node->first)
+			all &= sg;
 	}
 	*signaled = all;
 	return worst;
