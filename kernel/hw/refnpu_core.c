@@ -597,7 +597,7 @@ static bool run_job(struct refnpu_core_queue *q, __u32 idx, __u64 ring_base,
 	struct refnpu_completion comp = { 0 };
 	__u64 desc_addr = ring_base + (__u64)idx * REFNPU_JOB_DESC_SIZE;
 	struct refnpu_job_desc d;
-	bool send_irq = true;
+	bool send_irq = true, aborted, record = false;
 	__u32 st;
 
 	st = core_dma(q, desc_addr, &d, sizeof(d), false);
@@ -626,12 +626,32 @@ static bool run_job(struct refnpu_core_queue *q, __u32 idx, __u64 ring_base,
 	job_execute(&job, &d, &res);
 
 	/*
-	 * Stopped by a reset or by the device's removal: the job leaves no
-	 * trace, no completion record and no interrupt; the reset clears the
-	 * ring.  An injected REFNPU_ERR_ABORTED is an ordinary job status.
+	 * Stopped by a reset: a register reset (REFNPU_Q_RESET or
+	 * REFNPU_REG_RESET) wants the job's completion record, with
+	 * REFNPU_ERR_ABORTED unless the job had completed after all, so that
+	 * the driver knows the job had started.  It goes to the address
+	 * checked above, like any record.  A hard reset or the device's
+	 * removal leaves no trace.  Either way there is no interrupt and
+	 * HEAD stays (the reset clears the ring).  The abort is lifted for
+	 * the record; a later stop or hard reset sets it again and refuses
+	 * what is left of it.  An injected REFNPU_ERR_ABORTED is an ordinary
+	 * job status.
 	 */
-	if (core_read(q->abort))
+	core_lock(c, (int)q->idx);
+	aborted = core_read(q->abort);
+	if (aborted) {
+		record = q->reset_req && q->abort_record && !q->stop;
+		if (record)
+			core_write(q->abort, 0);
+	}
+	core_unlock(c, (int)q->idx);
+	if (aborted && !record)
 		return true;
+	if (aborted && res.status) {
+		res.status = REFNPU_ERR_ABORTED;
+		res.fault_flags = 0;
+		res.fault_va = 0;
+	}
 
 	comp.status = res.status;
 	comp.fault_flags = res.fault_flags;
@@ -653,7 +673,7 @@ static bool run_job(struct refnpu_core_queue *q, __u32 idx, __u64 ring_base,
 			     REFNPU_FAULT_F_RING | REFNPU_FAULT_F_WRITE,
 			     d.ctx_id, d.completion_addr, d.seq);
 	}
-	if (res.status)
+	if (res.status && !aborted)
 		record_fault(c, q->idx, res.status, res.fault_flags, d.ctx_id,
 			     res.fault_va, d.seq);
 	core_event(c, REFNPU_CORE_EV_JOB_END, (int)q->idx, res.status, 0,
@@ -720,6 +740,7 @@ static void queue_do_reset(struct refnpu_core_queue *q)
 	queue_reset_regs(q);
 	q->reset_req = false;
 	q->reset_global = false;
+	q->abort_record = false;
 	core_write(q->abort, q->stop ? 1 : 0);
 
 	core_lock(c, REFNPU_CORE_DEV_LOCK);
@@ -738,9 +759,13 @@ static void queue_do_reset(struct refnpu_core_queue *q)
 /*
  * Reset a queue: at once when it has no job in flight, else abort the job
  * and let the queue's worker finish the reset when the job has stopped.
- * Returns whether the worker must be kicked.
+ * With @record the job in flight writes its completion record (status
+ * REFNPU_ERR_ABORTED unless it had completed); one request without it,
+ * a hard reset, is enough to suppress the record.  Returns whether the
+ * worker must be kicked.
  */
-static bool queue_request_reset(struct refnpu_core_queue *q, bool global)
+static bool queue_request_reset(struct refnpu_core_queue *q, bool global,
+				bool record)
 {
 	struct refnpu_core *c = q->core;
 	bool kick = false;
@@ -750,8 +775,14 @@ static bool queue_request_reset(struct refnpu_core_queue *q, bool global)
 	if (!q->busy) {
 		queue_do_reset(q);
 	} else {
+		/* Already stopping for a record: the record may be on its way. */
+		bool writing = q->reset_req && q->abort_record && record;
+
+		q->abort_record = q->reset_req ? q->abort_record && record :
+						 record;
 		q->reset_req = true;
-		core_write(q->abort, 1);
+		if (!writing)
+			core_write(q->abort, 1);
 		kick = true;
 	}
 	core_unlock(c, (int)q->idx);
@@ -760,15 +791,26 @@ static bool queue_request_reset(struct refnpu_core_queue *q, bool global)
 	return kick;
 }
 
-/**
- * refnpu_core_reset() - reset the whole device (as REFNPU_REG_RESET)
- * @core: device
- *
- * Idle queues reset at once; a queue with a job in flight aborts it and
- * resets when it has stopped.  refnpu_core_resetting() tells when every
- * queue is done.
- */
-void refnpu_core_reset(struct refnpu_core *core)
+/* A hard reset during a device reset: the records are no longer wanted. */
+static void core_drop_records(struct refnpu_core *core)
+{
+	unsigned int i;
+
+	for (i = 0; i < core->num_queues; i++) {
+		struct refnpu_core_queue *q = &core->queues[i];
+
+		core_lock(core, (int)i);
+		if (q->reset_req) {
+			q->abort_record = false;
+			core_write(q->abort, 1);
+		}
+		core_unlock(core, (int)i);
+		if (core->ops->wake)
+			core->ops->wake(core->opaque, i);
+	}
+}
+
+static void core_reset(struct refnpu_core *core, bool record)
 {
 	bool kick[REFNPU_MAX_QUEUES];
 	unsigned int i;
@@ -776,6 +818,8 @@ void refnpu_core_reset(struct refnpu_core *core)
 	core_lock(core, REFNPU_CORE_DEV_LOCK);
 	if (core->resetting) {
 		core_unlock(core, REFNPU_CORE_DEV_LOCK);
+		if (!record)
+			core_drop_records(core);
 		return;
 	}
 	core->resetting = true;
@@ -783,10 +827,37 @@ void refnpu_core_reset(struct refnpu_core *core)
 	core_unlock(core, REFNPU_CORE_DEV_LOCK);
 
 	for (i = 0; i < core->num_queues; i++)
-		kick[i] = queue_request_reset(&core->queues[i], true);
+		kick[i] = queue_request_reset(&core->queues[i], true, record);
 	for (i = 0; i < core->num_queues; i++)
 		if (kick[i])
 			core->ops->kick(core->opaque, i);
+}
+
+/**
+ * refnpu_core_reset() - reset the whole device (as REFNPU_REG_RESET)
+ * @core: device
+ *
+ * Idle queues reset at once; a queue with a job in flight aborts it,
+ * writes its completion record (REFNPU_ERR_ABORTED unless the job had
+ * completed) and resets when it has stopped.  refnpu_core_resetting()
+ * tells when every queue is done.
+ */
+void refnpu_core_reset(struct refnpu_core *core)
+{
+	core_reset(core, true);
+}
+
+/**
+ * refnpu_core_hard_reset() - reset the device as its bus resets it
+ * @core: device
+ *
+ * A system or function-level reset: as refnpu_core_reset(), except that
+ * the jobs in flight write nothing, since the memory they were given no
+ * longer belongs to their driver.
+ */
+void refnpu_core_hard_reset(struct refnpu_core *core)
+{
+	core_reset(core, false);
 }
 
 /**
@@ -1185,7 +1256,7 @@ static bool queue_write32(struct refnpu_core *c, struct refnpu_core_queue *q,
 
 	if (off == REFNPU_Q_RESET) {
 		if (val & REFNPU_Q_RESET_GO)
-			return queue_request_reset(q, false);
+			return queue_request_reset(q, false, true);
 		return false;
 	}
 

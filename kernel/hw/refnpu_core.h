@@ -183,6 +183,8 @@ struct refnpu_core_inject {
  * @reset_req: a reset waits for the job in flight to stop
  * @reset_global: that reset is part of a device reset
  * @stop: the device is going away; run no more jobs
+ * @abort_record: the reset of @reset_req wants the completion record of
+ *	the job in flight (a register reset, not a hard one)
  * @abort: the job in flight must stop (read without the lock)
  * @dma_gen: TLB generation of the access in flight, 0 when none (atomic)
  * @tlb: translations cached for the job in flight (worker-private)
@@ -206,6 +208,7 @@ struct refnpu_core_queue {
 	bool reset_req;
 	bool reset_global;
 	bool stop;
+	bool abort_record;
 	int abort;
 	__u32 dma_gen;
 	struct refnpu_tlb tlb;
@@ -298,6 +301,7 @@ bool refnpu_core_queue_run_jobs(struct refnpu_core *core, unsigned int queue,
 bool refnpu_core_queue_aborted(struct refnpu_core *core, unsigned int queue);
 
 void refnpu_core_reset(struct refnpu_core *core);
+void refnpu_core_hard_reset(struct refnpu_core *core);
 bool refnpu_core_resetting(struct refnpu_core *core);
 bool refnpu_core_dma_idle(struct refnpu_core *core);
 void refnpu_core_stop(struct refnpu_core *core);

@@ -216,7 +216,16 @@
 #define REFNPU_Q_STATUS_ERROR		REFNPU_BIT(2)	/* halted, see Q_ERROR */
 #define REFNPU_Q_STATUS_RESETTING	REFNPU_BIT(3)
 
-/* REFNPU_Q_RESET: write this value to reset the queue */
+/*
+ * REFNPU_Q_RESET: write this value to reset the queue.  A register reset
+ * (this or REFNPU_RESET_GO) writes a completion record with status
+ * REFNPU_ERR_ABORTED for the job it stops, i.e. one whose descriptor the
+ * device had fetched and checked and which had not completed (a job that
+ * completes meanwhile gets its ordinary record), at the descriptor's
+ * completion_addr, before the reset completes; no interrupt, no fault
+ * record, HEAD not advanced.  Descriptors not yet fetched get no record.
+ * A system or function-level (bus) reset writes nothing.
+ */
 #define REFNPU_Q_RESET_GO		REFNPU_BIT(0)
 
 /* REFNPU_Q_DBG_INJECT: one-shot injections armed for the next job */
@@ -247,7 +256,7 @@
 #define REFNPU_ERR_INJECTED		0x0a	/* injected by debug block */
 #define REFNPU_ERR_BAD_DESCRIPTOR	0x0b	/* job descriptor invalid */
 #define REFNPU_ERR_RING			0x0c	/* ring config/tail invalid */
-#define REFNPU_ERR_ABORTED		0x0d	/* stopped by reset */
+#define REFNPU_ERR_ABORTED		0x0d	/* started, stopped by reset */
 #define REFNPU_ERR_COUNT		0x0e
 
 /* ------------------------------------------------------------------------

@@ -768,7 +768,9 @@ static const MemoryRegionOps refnpu_mmio_ops = {
 
 /*
  * System reset.  Idle queues reset at once; a queue with a job in flight
- * aborts it and resets on its worker.  Behind a vIOMMU a worker's access
+ * aborts it and resets on its worker.  This is a hard reset: unlike a
+ * write of REFNPU_REG_RESET, it writes no completion record for the
+ * aborted jobs, since guest memory is no longer the old driver's.  Behind a vIOMMU a worker's access
  * needs the BQL, which we hold, and re-checks the abort once it has it, so
  * nothing can land after this returns: no need to wait (STATUS.READY tells
  * the driver when the reset is complete).  Without one, workers never
@@ -780,7 +782,7 @@ static void refnpu_reset_hold(Object *obj, ResetType type)
     int64_t deadline = qemu_clock_get_ms(QEMU_CLOCK_REALTIME) +
                        REFNPU_RESET_WAIT_MS;
 
-    refnpu_core_reset(&s->core);
+    refnpu_core_hard_reset(&s->core);
     if (s->dma_bql) {
         return;
     }

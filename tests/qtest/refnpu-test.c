@@ -1630,9 +1630,13 @@ static void test_reset_busy(void)
     g_assert(!job_done(n, &j));
     qwr(n, 1, REFNPU_Q_RESET, REFNPU_Q_RESET_GO);
     g_assert(WAIT_FOR(qrd(n, 1, REFNPU_Q_STATUS) == 0));
-    /* An aborted job leaves no completion record, nor does a pending one. */
+    /*
+     * The aborted job's record says so (it had started); the pending one,
+     * never fetched, leaves none.
+     */
+    g_assert(job_done(n, &j));
+    g_assert_cmphex(job_wait(n, &j).status, ==, REFNPU_ERR_ABORTED);
     g_usleep(50000);
-    g_assert(!job_done(n, &j));
     g_assert(!job_done(n, &k));
     g_assert_cmpuint(qrd(n, 1, REFNPU_Q_HEAD), ==, 0);
     g_assert_cmpuint(qrd(n, 1, REFNPU_Q_TAIL), ==, 0);
@@ -1654,9 +1658,10 @@ static void test_reset_busy(void)
     g_assert(!job_done(n, &j) && !job_done(n, &k));
     wr(n, REFNPU_REG_RESET, REFNPU_RESET_GO);
     g_assert(WAIT_FOR(rd(n, REFNPU_REG_STATUS) == REFNPU_STATUS_READY));
-    g_usleep(50000);
-    g_assert(!job_done(n, &j));
-    g_assert(!job_done(n, &k));
+    g_assert(job_done(n, &j) && job_done(n, &k));
+    g_assert_cmphex(job_wait(n, &j).status, ==, REFNPU_ERR_ABORTED);
+    g_assert_cmphex(job_wait(n, &k).status, ==, REFNPU_ERR_ABORTED);
+    g_assert_cmphex(rd(n, REFNPU_REG_FAULT_STATUS), ==, 0);
     g_assert_cmphex(rd(n, REFNPU_REG_IRQ_STATUS), ==, 0);
     for (unsigned q = 0; q < NUM_QUEUES; q++) {
         g_assert_cmphex(qrd(n, q, REFNPU_Q_STATUS), ==, 0);
@@ -1668,11 +1673,16 @@ static void test_reset_busy(void)
     j = job_submit(n, 2, 0, &small, sizeof(nop));
     g_assert_cmphex(job_wait(n, &j).status, ==, REFNPU_ERR_NONE);
 
-    /* System reset (qmp system_reset) while busy drains the workers. */
+    /*
+     * System reset (qmp system_reset) while busy drains the workers and,
+     * being a hard reset, writes no record into the guest's memory.
+     */
     j = job_submit(n, 2, 0, &big, len);
     g_assert(WAIT_FOR(rd(n, REFNPU_REG_STATUS) & REFNPU_STATUS_BUSY));
     qtest_qmp_assert_success(n->qts, "{ 'execute': 'system_reset' }");
     qtest_qmp_eventwait(n->qts, "RESET");
+    g_usleep(50000);
+    g_assert(!job_done(n, &j));
     npu_stop(n);
 }
 
@@ -1707,8 +1717,7 @@ static void test_reset_fast_gemm(void)
     /* Generous bound for a loaded machine; typically a few ms. */
     g_assert_cmpint(g_get_monotonic_time() - t0, <,
                     10 * REFNPU_RESET_TIMEOUT_US);
-    g_usleep(50000);
-    g_assert(!job_done(n, &j));
+    g_assert_cmphex(job_wait(n, &j).status, ==, REFNPU_ERR_ABORTED);
     npu_stop(n);
 }
 
@@ -1770,11 +1779,11 @@ static void test_inject_hang(void)
 
         g_assert_cmphex(job_wait(n, &o).status, ==, REFNPU_ERR_NONE);
     }
-    /* Only a reset ends it. */
+    /* Only a reset ends it: ABORTED, and nothing for the job behind. */
     qwr(n, 0, REFNPU_Q_RESET, REFNPU_Q_RESET_GO);
     g_assert(WAIT_FOR(qrd(n, 0, REFNPU_Q_STATUS) == 0));
+    g_assert_cmphex(job_wait(n, &j).status, ==, REFNPU_ERR_ABORTED);
     g_usleep(50000);
-    g_assert(!job_done(n, &j));
     g_assert(!job_done(n, &k));
 
     /* With the watchdog armed, a hang times out instead. */

@@ -7,6 +7,7 @@
 // while an access is in flight (TLB invalidation, reset, pause), which the
 // QEMU and kernel platforms cannot do deterministically.
 
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <functional>
@@ -307,7 +308,7 @@ TEST(Core, InvalidateDropsCachedTranslations)
 }
 
 // Transfers are cut into REFNPU_CORE_DMA_CHUNK pieces and a reset stops a
-// job at the next piece: the job leaves no completion, the queue resets.
+// job at the next piece: the job's record says ABORTED, the queue resets.
 TEST(Core, ResetStopsTransferWithinOneChunk)
 {
 	Platform p;
@@ -324,15 +325,131 @@ TEST(Core, ResetStopsTransferWithinOneChunk)
 			reset = true;
 		}
 	};
-	p.submit(0, &cp, sizeof(cp));
+	uint64_t seq = p.submit(0, &cp, sizeof(cp), REFNPU_JOB_F_IRQ);
 	p.run(0);
 	EXPECT_EQ(after_reset, 0u);
-	EXPECT_EQ(p.comp(0, 0).done, 0u);
+	auto c = p.comp(0, 0);
+	EXPECT_EQ(c.done, REFNPU_COMPLETION_DONE);
+	EXPECT_EQ(c.status, REFNPU_ERR_ABORTED);
+	EXPECT_EQ(c.seq, seq);
+	EXPECT_EQ(c.ctx_id, kCtx);
+	EXPECT_EQ(c.fault_va, 0u);
+	EXPECT_EQ(c.fault_flags, 0u);
+	// Not a completion: no interrupt, no fault, HEAD cleared by the reset.
+	EXPECT_TRUE(p.irqs.empty());
+	EXPECT_EQ(p.rd(REFNPU_REG_FAULT_STATUS), 0u);
 	EXPECT_EQ(p.qrd(0, REFNPU_Q_STATUS) & REFNPU_Q_STATUS_RESETTING, 0u);
 	EXPECT_EQ(p.qrd(0, REFNPU_Q_CTRL), 0u);
 	EXPECT_EQ(p.qrd(0, REFNPU_Q_HEAD), 0u);
 	for (uint64_t l : p.dma_lens)
 		EXPECT_LE(l, (uint64_t)REFNPU_CORE_DMA_CHUNK);
+}
+
+// Only the job the device had fetched gets an ABORTED record; the jobs
+// behind it in the ring get none, so a driver can tell which had started.
+TEST(Core, ResetRecordsOnlyTheStartedJob)
+{
+	Platform p;
+	auto cp = copy_cmd(kData, kData + 0x200000, 1 << 20);
+
+	p.on_data_dma = [&](uint64_t, uint64_t, bool) {
+		if (p.data_dmas == 2)
+			p.qwr(1, REFNPU_Q_RESET, REFNPU_Q_RESET_GO);
+	};
+	p.submit(1, &cp, sizeof(cp));
+	p.submit(1, &cp, sizeof(cp));
+	p.run(1);
+	EXPECT_EQ(p.comp(1, 0).done, REFNPU_COMPLETION_DONE);
+	EXPECT_EQ(p.comp(1, 0).status, REFNPU_ERR_ABORTED);
+	EXPECT_EQ(p.comp(1, 1).done, 0u);
+	EXPECT_EQ(p.data_dmas, 2u);
+}
+
+// A device reset does the same on every queue with a job in flight.
+TEST(Core, DeviceResetRecordsAbortedJobs)
+{
+	Platform p;
+	auto cp = copy_cmd(kData, kData + 0x200000, 1 << 20);
+
+	p.on_data_dma = [&](uint64_t, uint64_t, bool) {
+		if (p.data_dmas == 2) {
+			p.wr(REFNPU_REG_RESET, REFNPU_RESET_GO);
+			EXPECT_FALSE(p.rd(REFNPU_REG_STATUS) & REFNPU_STATUS_READY);
+		}
+	};
+	p.submit(2, &cp, sizeof(cp));
+	p.submit(2, &cp, sizeof(cp));
+	p.run(2);
+	EXPECT_EQ(p.comp(2, 0).status, REFNPU_ERR_ABORTED);
+	EXPECT_EQ(p.comp(2, 0).done, REFNPU_COMPLETION_DONE);
+	EXPECT_EQ(p.comp(2, 1).done, 0u);
+	EXPECT_TRUE(p.rd(REFNPU_REG_STATUS) & REFNPU_STATUS_READY);
+	EXPECT_EQ(p.rd(REFNPU_REG_FAULT_STATUS), 0u);
+}
+
+// A hard reset (system or function reset) writes nothing, also when it
+// comes while a register reset is still waiting for the job to stop.
+TEST(Core, HardResetWritesNoRecord)
+{
+	for (bool after_register_reset : {false, true}) {
+		Platform p;
+		auto cp = copy_cmd(kData, kData + 0x200000, 1 << 20);
+
+		p.on_data_dma = [&](uint64_t, uint64_t, bool) {
+			if (p.data_dmas != 2)
+				return;
+			if (after_register_reset)
+				p.wr(REFNPU_REG_RESET, REFNPU_RESET_GO);
+			refnpu_core_hard_reset(&p.core);
+		};
+		p.submit(0, &cp, sizeof(cp));
+		p.run(0);
+		EXPECT_EQ(p.comp(0, 0).done, 0u) << after_register_reset;
+		EXPECT_EQ(p.comp(0, 0).status, 0u) << after_register_reset;
+		EXPECT_FALSE(refnpu_core_resetting(&p.core));
+	}
+}
+
+// The record goes where the checked descriptor said when it was fetched:
+// rewriting the ring meanwhile cannot aim it elsewhere, and a descriptor
+// whose completion address fails the checks never runs, so a reset has
+// nothing to record for it.
+TEST(Core, AbortRecordOnlyAtTheCheckedAddress)
+{
+	Platform p;
+	auto cp = copy_cmd(kData, kData + 0x200000, 1 << 20);
+	const uint64_t elsewhere = kData + 0x400000;
+	const uint64_t desc = kRing + offsetof(struct refnpu_job_desc, completion_addr);
+
+	p.on_data_dma = [&](uint64_t, uint64_t, bool) {
+		if (p.data_dmas == 2) {
+			memcpy(&p.bus[desc], &elsewhere, sizeof(elsewhere));
+			p.qwr(0, REFNPU_Q_RESET, REFNPU_Q_RESET_GO);
+		}
+	};
+	p.submit(0, &cp, sizeof(cp));
+	p.run(0);
+	EXPECT_EQ(p.comp(0, 0).status, REFNPU_ERR_ABORTED);
+	for (unsigned i = 0; i < REFNPU_COMPLETION_SIZE; i++)
+		ASSERT_EQ(p.bus[elsewhere + i], 0) << i;
+
+	// Misaligned: the queue halts at the descriptor, nothing runs.
+	p.on_data_dma = nullptr;
+	p.qwr(0, REFNPU_Q_RING_BASE, kRing);
+	p.qwr(0, REFNPU_Q_RING_SIZE, kRingSize);
+	p.qwr(0, REFNPU_Q_CTRL, REFNPU_Q_CTRL_ENABLE);
+	p.tail[0] = 0;
+	p.submit(0, &cp, sizeof(cp));
+	const uint64_t bad = elsewhere + 8;
+	memcpy(&p.bus[desc], &bad, sizeof(bad));
+	unsigned dmas = p.data_dmas;
+	p.run(0);
+	EXPECT_TRUE(p.qrd(0, REFNPU_Q_STATUS) & REFNPU_Q_STATUS_ERROR);
+	p.qwr(0, REFNPU_Q_RESET, REFNPU_Q_RESET_GO);
+	p.run(0);
+	EXPECT_EQ(p.data_dmas, dmas);
+	for (unsigned i = 0; i < 2 * REFNPU_COMPLETION_SIZE; i++)
+		ASSERT_EQ(p.bus[elsewhere + i], 0) << i;
 }
 
 // One large transfer, as the QEMU model's GEMM fast path issues for a whole
