@@ -7,7 +7,8 @@
  *   contexts   every context: owner, hangs, faults, address space
  *   counters   device-wide counters
  *   registers  the device's registers (through the backend)
- *   reset      write 1 to reset the device (jobs in flight are resubmitted)
+ *   reset      write 1 to reset the device (jobs in flight fail with -EAGAIN,
+ *              queued ones are resubmitted)
  *   inject     write "<queue> <flags> [<error> [<delay_us> [<fault_va>]]]"
  *              to arm fault injection (REFNPU_DBG_INJECT_* flags) for the
  *              next job of a queue, or "spurious <vector>" to make the

@@ -87,7 +87,8 @@ struct refnpu_hw_inject {
  * @fini.
  *
  * The backend reports back through refnpu_job_done() (from its completion
- * interrupt, with &refnpu_queue.lock held), refnpu_fault_report() and
+ * interrupt, with &refnpu_queue.lock held), refnpu_job_stopped() (after a
+ * reset, with the same lock held), refnpu_fault_report() and
  * refnpu_queue_error() (from its error interrupt).
  *
  * @init: reset the device, fill &refnpu_device.info, set up the queues'
@@ -102,11 +103,14 @@ struct refnpu_hw_inject {
  *	has more than REFNPU_QUEUE_JOBS jobs in one ring.
  * @queue_poll: report every job of the queue the device completed, as the
  *	completion interrupt would (used when an interrupt may have been lost).
- * @queue_reset: stop a queue, report the jobs it completed, drop the others
- *	and restart it empty. Returns 0, or an error when only a device reset
- *	can recover the queue. May sleep.
- * @reset: reset the whole device and restart every queue empty, keeping
- *	the context table. May sleep.
+ * @queue_reset: stop a queue, report the jobs it completed
+ *	(refnpu_job_done()) and the job the reset stopped after it had
+ *	started (refnpu_job_stopped()), drop the others and restart it empty.
+ *	Returns 0, or an error when only a device reset can recover the
+ *	queue. May sleep.
+ * @reset: reset the whole device, report every queue's jobs as
+ *	@queue_reset does and restart every queue empty, keeping the context
+ *	table. May sleep.
  * @timestamp: read the device's timestamp counter.
  * @inject: arm fault injection for the next job of a queue; -EOPNOTSUPP
  *	when the device has no fault injection.

@@ -113,11 +113,14 @@ static void hwif_ring_start(struct refnpu_hwif *hw, unsigned int q)
 
 /*
  * Report every completion record the device wrote, in ring order. With
- * @keep_aborted, records of jobs aborted by a reset are dropped instead,
- * so the core decides their fate (fail the guilty one, resubmit others).
+ * @after_reset, a record with REFNPU_ERR_ABORTED is the one a reset writes
+ * for the job it stopped after the job had started: it only marks the job
+ * (refnpu_job_stopped()), and the core decides its fate along with the
+ * jobs that have no record (Documentation/driver.rst, "Recovery
+ * contract"). Otherwise ABORTED is an ordinary (injected) status.
  */
 static bool hwif_process(struct refnpu_hwif *hw, unsigned int q,
-			 bool keep_aborted)
+			 bool after_reset)
 {
 	struct refnpu_queue *queue = &hw->rdev->queues[q];
 	struct refnpu_hwif_ring *ring = &hw->rings[q];
@@ -147,9 +150,10 @@ static bool hwif_process(struct refnpu_hwif *hw, unsigned int q,
 		ring->head = (ring->head + 1) % REFNPU_RING_ENTRIES;
 		any = true;
 
-		if (keep_aborted && done.status == REFNPU_ERR_ABORTED)
-			continue;
-		refnpu_job_done(queue, &done);
+		if (after_reset && done.status == REFNPU_ERR_ABORTED)
+			refnpu_job_stopped(queue, &done);
+		else
+			refnpu_job_done(queue, &done);
 	}
 	dma_fence_end_signalling(cookie);
 

@@ -78,7 +78,8 @@ static void refnpu_trace_job(struct refnpu_job *job,
  * The rule, documented in the uAPI header: a device MMU fault (unmapped
  * address or permission) is -EFAULT; a malformed or unsupported command is
  * -EINVAL; a failed DMA transfer or table walk is -EIO; the device's
- * watchdog is -ETIMEDOUT; a job aborted by a reset is -ECANCELED. Anything
+ * watchdog is -ETIMEDOUT; a job a reset stopped after it had started is
+ * -EAGAIN (it ran partly: what it writes may be half written). Anything
  * else means the driver or the device misbehaved, reported as -EIO.
  *
  * Return: 0 for REFNPU_ERR_NONE, else a negative errno.
@@ -98,7 +99,7 @@ int refnpu_hw_status_to_errno(u32 status)
 	case REFNPU_ERR_TIMEOUT:
 		return -ETIMEDOUT;
 	case REFNPU_ERR_ABORTED:
-		return -ECANCELED;
+		return -EAGAIN;
 	case REFNPU_ERR_MMU_WALK:
 	case REFNPU_ERR_DMA:
 	default:
@@ -258,6 +259,64 @@ static void refnpu_job_abort_locked(struct refnpu_job *job, int error)
 	dma_fence_signal_locked(job->hw_fence);
 }
 
+static struct refnpu_job *refnpu_job_find(struct refnpu_queue *q, u64 seq)
+{
+	struct refnpu_job *job;
+
+	list_for_each_entry(job, &q->active, link)
+		if (job->seq == seq)
+			return job;
+	return NULL;
+}
+
+/* Account the device time of a job's completion record; returns it. */
+static u64 refnpu_job_account(struct refnpu_job *job,
+			      const struct refnpu_hw_done *done)
+{
+	struct refnpu_device *rdev = job->rdev;
+	struct refnpu_queue *q = job->queue;
+	u64 busy_ns = 0;
+
+	if (done->end_ts > done->start_ts && rdev->info.timestamp_freq)
+		busy_ns = mul_u64_u32_div(done->end_ts - done->start_ts,
+					  NSEC_PER_SEC,
+					  rdev->info.timestamp_freq);
+	atomic64_add(busy_ns, &job->ctx->busy_ns[q->id]);
+	atomic64_add(busy_ns, &q->stats.busy_ns);
+	return busy_ns;
+}
+
+/**
+ * refnpu_job_stopped() - a reset stopped a job that had started
+ * @q: queue
+ * @done: the job's completion record, status REFNPU_ERR_ABORTED
+ *
+ * Called by the backend after a queue or device reset, with @q->lock
+ * held, for the record the device writes for the job it had fetched and
+ * not finished (Documentation/hardware.rst, "Reset"). The job may have
+ * written part of its output, so it must not run again: recovery fails
+ * it (refnpu_queue_resubmit()) rather than resubmitting it.
+ */
+void refnpu_job_stopped(struct refnpu_queue *q,
+			const struct refnpu_hw_done *done)
+{
+	struct refnpu_job *job;
+
+	lockdep_assert_held(&q->lock);
+
+	job = refnpu_job_find(q, done->seq);
+	if (!job) {
+		refnpu_err_ratelimited(q->rdev, "queue %u: reset record of unknown job %llu\n",
+				       q->id, done->seq);
+		return;
+	}
+
+	refnpu_job_account(job, done);
+	job->stopped = true;
+	refnpu_dbg(q->rdev, RESET, "queue %u job %llu ctx %u stopped by the reset\n",
+		   q->id, job->seq, job->ctx->id);
+}
+
 /**
  * refnpu_job_done() - a job completed on the hardware
  * @q: queue
@@ -271,31 +330,24 @@ void refnpu_job_done(struct refnpu_queue *q, const struct refnpu_hw_done *done)
 {
 	struct refnpu_device *rdev = q->rdev;
 	struct refnpu_job *job;
-	u64 busy_ns = 0;
+	u64 busy_ns;
 	int err;
 	u32 i;
 
 	lockdep_assert_held(&q->lock);
 
-	list_for_each_entry(job, &q->active, link)
-		if (job->seq == done->seq)
-			goto found;
+	job = refnpu_job_find(q, done->seq);
+	if (!job) {
+		refnpu_err_ratelimited(rdev, "queue %u: completion of unknown job %llu\n",
+				       q->id, done->seq);
+		return;
+	}
 
-	refnpu_err_ratelimited(rdev, "queue %u: completion of unknown job %llu\n",
-			       q->id, done->seq);
-	return;
-
-found:
 	if (job != list_first_entry(&q->active, struct refnpu_job, link))
 		refnpu_err_ratelimited(rdev, "queue %u: job %llu completed out of order\n",
 				       q->id, job->seq);
 
-	if (done->end_ts > done->start_ts && rdev->info.timestamp_freq)
-		busy_ns = mul_u64_u32_div(done->end_ts - done->start_ts,
-					  NSEC_PER_SEC,
-					  rdev->info.timestamp_freq);
-	atomic64_add(busy_ns, &job->ctx->busy_ns[q->id]);
-	atomic64_add(busy_ns, &q->stats.busy_ns);
+	busy_ns = refnpu_job_account(job, done);
 
 	err = refnpu_hw_status_to_errno(done->status);
 	if (err) {
@@ -392,9 +444,14 @@ static void refnpu_job_blame(struct refnpu_job *job)
 }
 
 /*
- * After a queue or device reset: fail the guilty job, cancel the jobs of
- * banned contexts and write the other jobs into the empty ring again, in
- * their original order and with their original sequence numbers.
+ * After a queue or device reset, decide the fate of every job still in
+ * the ring (Documentation/driver.rst, "Recovery contract"): the guilty job
+ * fails with @bad_err; a job the device reported as stopped by the reset
+ * had started and may have written part of its output, so it fails with
+ * the errno of REFNPU_ERR_ABORTED (-EAGAIN) instead of running twice; a
+ * job of a banned context is cancelled; the others had not started and
+ * are written into the empty ring again, in their original order and
+ * with their original sequence numbers.
  */
 static void refnpu_queue_resubmit(struct refnpu_queue *q,
 				  struct refnpu_job *bad, int bad_err)
@@ -408,7 +465,15 @@ static void refnpu_queue_resubmit(struct refnpu_queue *q,
 		struct refnpu_hw_job hw;
 
 		if (job == bad) {
+			job->stopped = false;
 			refnpu_job_abort_locked(job, bad_err);
+			continue;
+		}
+		if (job->stopped) {
+			job->stopped = false;
+			atomic64_inc(&q->stats.failed);
+			refnpu_job_abort_locked(job,
+						refnpu_hw_status_to_errno(REFNPU_ERR_ABORTED));
 			continue;
 		}
 		if (READ_ONCE(job->ctx->banned)) {
@@ -427,9 +492,20 @@ static void refnpu_queue_resubmit(struct refnpu_queue *q,
 
 /*
  * drm_sched_stop() detached the scheduler from the hardware fences of the
- * jobs that had not completed; attach them again so that drm_sched_start()
- * waits for the resubmitted jobs and completes the failed ones with their
- * error.
+ * jobs that had not completed (it drops s_fence->parent), and 6.12's
+ * drm_sched_start() completes every job left without a parent with
+ * -ECANCELED. Attach the hardware fences again, as panthor's queue_start()
+ * and imagination's pvr_queue_start() do on 6.12, so that
+ * drm_sched_start() waits for the resubmitted jobs and completes the
+ * failed ones with their own error (guilty, stopped, banned). The
+ * alternatives are worse: drm_sched_resubmit_jobs() is deprecated and
+ * calls run_job again, which would give the job a new sequence number and
+ * initialise its hardware fence twice; stopping only the scheduler's work
+ * queues (drm_sched_wqueue_stop(), as xe does) would leave the timed-out
+ * job off the pending list, and putting it back means editing the
+ * scheduler's pending_list by hand. The fence is the job's own hardware
+ * fence, with the same context and seqno as before: the reset does not
+ * replace it, so nothing waiting on it sees a second fence.
  */
 static void refnpu_queue_reattach(struct refnpu_queue *q)
 {
@@ -448,11 +524,13 @@ static void refnpu_queue_reattach(struct refnpu_queue *q)
  * workqueue), which serialises it against every other timeout and reset:
  *   1. stop the schedulers of the queues being reset;
  *   2. reset the queue (or, when that fails or @q is NULL, the device),
- *      which reports the jobs that completed meanwhile;
+ *      which reports the jobs that completed meanwhile and marks those
+ *      the reset stopped after they had started;
  *   3. count the hang against the guilty job's context, banning it at
  *      the limit;
- *   4. fail the guilty job with @bad_err, cancel banned contexts' jobs,
- *      resubmit the innocent ones;
+ *   4. fail the guilty job with @bad_err and the stopped ones with
+ *      -EAGAIN, cancel banned contexts' jobs, resubmit the jobs that had
+ *      not started;
  *   5. restart the schedulers.
  */
 static void refnpu_recover(struct refnpu_device *rdev, struct refnpu_queue *bq,
@@ -614,8 +692,9 @@ static void refnpu_device_reset_work(struct work_struct *work)
  * refnpu_device_reset_async() - reset the device from the reset workqueue
  * @rdev: device
  *
- * Used by the debugfs reset trigger. No job is blamed: every job in the
- * rings is resubmitted after the reset.
+ * Used by the debugfs reset trigger and after a TLB invalidation timed
+ * out. No job is blamed: the jobs the reset stops fail with -EAGAIN,
+ * those that had not started are resubmitted after the reset.
  */
 void refnpu_device_reset_async(struct refnpu_device *rdev)
 {

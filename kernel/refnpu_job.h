@@ -39,6 +39,9 @@ struct refnpu_queue;
  * @hw_fence: fence signalled by the completion interrupt; allocated at
  *	submit, initialised when the job reaches the ring
  * @hw_fence_init: @hw_fence was initialised (and is reference counted)
+ * @stopped: the device reported that a reset stopped the job after it had
+ *	started (refnpu_job_stopped()); recovery fails it instead of
+ *	resubmitting it
  * @link: entry in &refnpu_queue.active while the job is in the ring
  * @bo_count: number of BOs of the job
  * @bos: the BOs, each with a GEM reference
@@ -64,6 +67,7 @@ struct refnpu_job {
 	u64 seq;
 	struct dma_fence *hw_fence;
 	bool hw_fence_init;
+	bool stopped;
 	struct list_head link;
 	u32 bo_count;
 	struct drm_gem_object **bos;
@@ -86,6 +90,8 @@ int refnpu_job_file_open(struct refnpu_file *rfile);
 void refnpu_job_file_close(struct refnpu_file *rfile);
 
 void refnpu_job_done(struct refnpu_queue *q, const struct refnpu_hw_done *done);
+void refnpu_job_stopped(struct refnpu_queue *q,
+			const struct refnpu_hw_done *done);
 void refnpu_fault_report(struct refnpu_device *rdev,
 			 const struct refnpu_hw_fault *fault);
 void refnpu_queue_error(struct refnpu_device *rdev, unsigned int queue);

@@ -351,26 +351,182 @@ static void recovery_delay_is_device_time(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, stat(&f->rdev->queues[0].stats.timeouts), 0LL);
 }
 
-static void recovery_device_reset_resubmits(struct kunit *test)
+/*
+ * A job that is not idempotent: it moves its source to its destination
+ * (COPY), then overwrites the source (FILL). Run twice, the destination
+ * holds the fill pattern instead of the original data. Commands at the
+ * start of the BO, source at REC_SRC, destination at REC_DST.
+ */
+#define REC_SRC		0x800
+#define REC_DST		0xc00
+#define REC_MOVE_BYTES	64
+#define REC_ORIG	0x3c
+#define REC_FILL	0xee
+
+static u32 rec_move_job(struct kunit *test, struct file *filp, u8 **map,
+			u64 *size)
+{
+	u32 bo;
+	u64 va;
+	u8 *p;
+
+	KUNIT_ASSERT_EQ(test, refnpu_test_bo(test, filp, SZ_4K, 0, &bo, &va), 0);
+	p = refnpu_test_bo_map(test, filp, bo);
+	*size = refnpu_test_cmd_copy(p, va + REC_SRC, va + REC_DST, 0, 1,
+				     REC_MOVE_BYTES);
+	*size += refnpu_test_cmd_fill(p + *size, va + REC_SRC, 0, 1,
+				      REC_MOVE_BYTES, REC_FILL, 1);
+	memset(p + REC_SRC, REC_ORIG, REC_MOVE_BYTES);
+	memset(p + REC_DST, 0, REC_MOVE_BYTES);
+	*map = p;
+	return bo;
+}
+
+/* The job ran exactly once: moved, source overwritten. */
+static void rec_expect_moved_once(struct kunit *test, const u8 *p)
+{
+	KUNIT_EXPECT_NULL_MSG(test, memchr_inv(p + REC_DST, REC_ORIG,
+					       REC_MOVE_BYTES),
+			      "the destination does not hold the source: the job ran twice or not at all");
+	KUNIT_EXPECT_NULL(test, memchr_inv(p + REC_SRC, REC_FILL,
+					   REC_MOVE_BYTES));
+}
+
+/* Wait until the device has fetched the next job of @queue. */
+static void rec_wait_fetched(struct kunit *test, struct refnpu_device *rdev,
+			     unsigned int queue)
+{
+	unsigned long end = jiffies + msecs_to_jiffies(REFNPU_TEST_WAIT_MS);
+
+	while (refnpu_test_reg(rdev, REFNPU_REG_QUEUE(queue,
+						      REFNPU_Q_DBG_INJECT)) &&
+	       time_before(jiffies, end))
+		usleep_range(1000, 2000);
+	KUNIT_ASSERT_EQ(test, refnpu_test_reg(rdev,
+					      REFNPU_REG_QUEUE(queue, REFNPU_Q_DBG_INJECT)),
+			0U);
+}
+
+/*
+ * A device reset nobody is blamed for (debugfs): the job in flight had
+ * started, so it fails with -EAGAIN and does not run again; the job
+ * queued behind it had not, so it runs after the reset.
+ */
+static void recovery_device_reset_fails_started_job(struct kunit *test)
 {
 	struct rec_fixture *f = test->priv;
+	u64 size, size2;
+	u32 bo, bo2;
+	u8 *p, *p2;
 	s32 status;
 
-	/* A job in flight when the whole device is reset runs again. */
-	rec_inject(test, REFNPU_DBG_INJECT_DELAY, 0, 200 * USEC_PER_MSEC, 0);
-	KUNIT_ASSERT_EQ(test, refnpu_test_submit(test, f->filp, 0, f->cmd,
-						 REFNPU_CMD_NOP_SIZE), 0);
-	msleep(50);
+	bo = rec_move_job(test, f->filp, &p, &size);
+	bo2 = rec_move_job(test, f->filp, &p2, &size2);
+	rec_inject(test, REFNPU_DBG_INJECT_DELAY, 0, 5 * USEC_PER_SEC, 0);
+	KUNIT_ASSERT_EQ(test, refnpu_test_submit(test, f->filp, 0, bo, size), 0);
+	KUNIT_ASSERT_EQ(test, refnpu_test_submit(test, f->filp, 0, bo2, size2),
+			0);
+	rec_wait_fetched(test, f->rdev, 0);
 	refnpu_device_reset_async(f->rdev);
-	KUNIT_ASSERT_EQ(test, refnpu_test_wait(test, f->filp, f->cmd,
+
+	KUNIT_ASSERT_EQ(test, refnpu_test_wait(test, f->filp, bo,
+					       REFNPU_TEST_WAIT_MS, &status), 0);
+	KUNIT_EXPECT_EQ(test, status, -EAGAIN);
+	KUNIT_ASSERT_EQ(test, refnpu_test_wait(test, f->filp, bo2,
 					       REFNPU_TEST_WAIT_MS, &status), 0);
 	KUNIT_EXPECT_EQ(test, status, 0);
 	flush_workqueue(f->rdev->reset_wq);
+	rec_expect_moved_once(test, p);
+	rec_expect_moved_once(test, p2);
 	KUNIT_EXPECT_EQ(test, stat(&f->rdev->device_resets), 1LL);
 	KUNIT_EXPECT_EQ(test, atomic_read(&f->ctx->hangs), 0);
+	KUNIT_EXPECT_FALSE(test, READ_ONCE(f->ctx->banned));
 
 	/* The context table survived: the context still translates. */
 	KUNIT_EXPECT_EQ(test, rec_nop(test, f->filp, f->cmd), 0);
+}
+
+/* Backend operations whose queue reset always fails. */
+static struct {
+	const struct refnpu_hw_ops *orig;
+	struct refnpu_hw_ops ops;
+} qrf;
+
+static int qrf_queue_reset(struct refnpu_device *rdev, unsigned int queue)
+{
+	return -ETIMEDOUT;
+}
+
+static void qrf_restore(void *arg)
+{
+	struct refnpu_device *rdev = arg;
+
+	flush_workqueue(rdev->reset_wq);
+	rdev->hw_ops = qrf.orig;
+}
+
+/*
+ * A hang on queue 0 whose queue reset fails forces a device reset, which
+ * stops the job running on queue 1 for another context. That job had
+ * started and updates memory it reads: it fails with -EAGAIN and is not
+ * run a second time (its output shows whether it ran twice). The job
+ * queued behind it had not started: it is resubmitted and succeeds. Only
+ * the guilty context is blamed.
+ */
+static void recovery_device_reset_spares_innocents(struct kunit *test)
+{
+	struct rec_fixture *f = test->priv;
+	struct refnpu_device *rdev = f->rdev;
+	struct file *other;
+	u64 size, size2;
+	u32 bo, bo2;
+	u8 *p, *p2;
+	s32 status;
+
+	if (rdev->info.num_queues < 2)
+		kunit_skip(test, "needs two queues");
+	other = refnpu_test_open(test, rdev);
+	bo = rec_move_job(test, other, &p, &size);
+	bo2 = rec_move_job(test, other, &p2, &size2);
+
+	qrf.orig = rdev->hw_ops;
+	qrf.ops = *rdev->hw_ops;
+	qrf.ops.queue_reset = qrf_queue_reset;
+	rdev->hw_ops = &qrf.ops;
+	KUNIT_ASSERT_EQ(test, kunit_add_action_or_reset(test, qrf_restore, rdev),
+			0);
+
+	/* The guilty job first: its timeout comes before queue 1's. */
+	rec_inject(test, REFNPU_DBG_INJECT_HANG, 0, 0, 0);
+	KUNIT_ASSERT_EQ(test, refnpu_test_submit(test, f->filp, 0, f->cmd,
+						 REFNPU_CMD_NOP_SIZE), 0);
+	rec_wait_fetched(test, rdev, 0);
+	msleep(REFNPU_TEST_TIMEOUT_MS / 2);
+
+	KUNIT_ASSERT_EQ(test, refnpu_test_inject(rdev, 1, REFNPU_DBG_INJECT_DELAY,
+						 0, 10 * USEC_PER_SEC, 0), 0);
+	KUNIT_ASSERT_EQ(test, refnpu_test_submit(test, other, 1, bo, size), 0);
+	KUNIT_ASSERT_EQ(test, refnpu_test_submit(test, other, 1, bo2, size2), 0);
+	rec_wait_fetched(test, rdev, 1);
+
+	KUNIT_ASSERT_EQ(test, refnpu_test_wait(test, f->filp, f->cmd,
+					       REFNPU_TEST_WAIT_MS, &status), 0);
+	KUNIT_EXPECT_EQ(test, status, -ETIMEDOUT);
+	KUNIT_ASSERT_EQ(test, refnpu_test_wait(test, other, bo,
+					       REFNPU_TEST_WAIT_MS, &status), 0);
+	KUNIT_EXPECT_EQ(test, status, -EAGAIN);
+	KUNIT_ASSERT_EQ(test, refnpu_test_wait(test, other, bo2,
+					       REFNPU_TEST_WAIT_MS, &status), 0);
+	KUNIT_EXPECT_EQ(test, status, 0);
+	flush_workqueue(rdev->reset_wq);
+
+	rec_expect_moved_once(test, p);
+	rec_expect_moved_once(test, p2);
+	KUNIT_EXPECT_EQ(test, stat(&rdev->device_resets), 1LL);
+	KUNIT_EXPECT_EQ(test, stat(&rdev->queues[0].stats.timeouts), 1LL);
+	KUNIT_EXPECT_EQ(test, stat(&rdev->queues[1].stats.timeouts), 0LL);
+	KUNIT_EXPECT_EQ(test, atomic_read(&f->ctx->hangs), 1);
+	KUNIT_EXPECT_EQ(test, atomic_read(&refnpu_test_ctx(other)->hangs), 0);
 }
 
 /* Submit a job that stays on the hardware; return its hardware fence. */
@@ -612,7 +768,8 @@ static void recovery_fence_outlives_device(struct kunit *test)
 
 /*
  * An injected ABORTED is an ordinary job status: the job completes with
- * it, HEAD moves on, and the job does not run a second time.
+ * it (the errno of a job a reset stopped), HEAD moves on, and the job
+ * does not run a second time.
  */
 static void recovery_injected_aborted_completes(struct kunit *test)
 {
@@ -621,7 +778,7 @@ static void recovery_injected_aborted_completes(struct kunit *test)
 	s64 completed = stat(&q->stats.completed);
 
 	rec_inject(test, REFNPU_DBG_INJECT_ERROR, REFNPU_ERR_ABORTED, 0, 0);
-	KUNIT_EXPECT_EQ(test, rec_nop(test, f->filp, f->cmd), -ECANCELED);
+	KUNIT_EXPECT_EQ(test, rec_nop(test, f->filp, f->cmd), -EAGAIN);
 	KUNIT_EXPECT_EQ(test, stat(&q->stats.failed), 1LL);
 	KUNIT_EXPECT_EQ(test, stat(&q->stats.timeouts), 0LL);
 	KUNIT_EXPECT_EQ(test, rec_nop(test, f->filp, f->cmd), 0);
@@ -741,7 +898,8 @@ static struct kunit_case refnpu_recovery_cases[] = {
 	KUNIT_CASE(recovery_stray_dma_refused),
 	KUNIT_CASE(recovery_zero_timeout_means_none),
 	KUNIT_CASE(recovery_delay_is_device_time),
-	KUNIT_CASE(recovery_device_reset_resubmits),
+	KUNIT_CASE(recovery_device_reset_fails_started_job),
+	KUNIT_CASE_SLOW(recovery_device_reset_spares_innocents),
 	KUNIT_CASE(recovery_remove_while_freeing),
 	KUNIT_CASE(recovery_unbind_stops_device_first),
 	KUNIT_CASE(recovery_timeout_after_unplug_frees_job),

@@ -420,7 +420,7 @@ static void uapi_status_to_errno(struct kunit *test)
 		[REFNPU_ERR_INJECTED] = -EIO,
 		[REFNPU_ERR_BAD_DESCRIPTOR] = -EIO,
 		[REFNPU_ERR_RING] = -EIO,
-		[REFNPU_ERR_ABORTED] = -ECANCELED,
+		[REFNPU_ERR_ABORTED] = -EAGAIN,
 	};
 	u32 code;
 

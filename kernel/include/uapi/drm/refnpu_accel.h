@@ -35,12 +35,25 @@ extern "C" {
  * -EINVAL       the command buffer is malformed (unknown opcode, bad operand)
  * -EIO          a DMA transfer of the job failed (bus or IOMMU error)
  * -ETIMEDOUT    the job exceeded the job timeout and was stopped
+ * -EAGAIN       the job had started when the device, or its queue, was
+ *               reset because of another job (or by an administrator) and
+ *               was stopped part-way: memory it writes may be partly
+ *               written, so restore its inputs before submitting it again
+ *               (a job that updates memory in place must not simply be
+ *               resubmitted)
  * -ECANCELED    the job was not run: its context was banned, or one of its
  *               in-syncobj fences failed (see &drm_refnpu_submit)
  * -ESRCH        the job was not run: it was queued when its process was
  *               killed (the DRM scheduler's code for a killed entity)
  * -ENODEV       the device was removed before the job completed
  * ============  ===============================================================
+ *
+ * A reset never runs a job twice: jobs that were queued but had not
+ * started when it happened run afterwards as if nothing had happened
+ * (unless their context is banned); the job that caused it fails with its
+ * own error (-ETIMEDOUT for a hang); any other job it stopped fails with
+ * -EAGAIN. These are status values of fences, never the return value of
+ * an ioctl.
  *
  * A context whose jobs time out DRM_REFNPU_PARAM_HANG_LIMIT times is banned:
  * its pending jobs are cancelled and further submissions fail with
