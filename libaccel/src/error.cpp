@@ -177,10 +177,16 @@ Error job_error(int status)
 	case ETIME:
 		return Error(Errc::timeout,
 			     "the job exceeded the driver's job timeout and was stopped", err);
+	case EAGAIN:
+		return Error(Errc::device_lost,
+			     "the job was stopped part-way by a reset of the device caused by "
+			     "another job: memory it writes may be partly written; restore its "
+			     "inputs, then submit it again",
+			     err);
 	case ECANCELED:
 		return Error(Errc::device_lost,
-			     "the job was cancelled: its context was banned or the device "
-			     "was reset; open the device again",
+			     "the job was not run: its context was banned (open the device "
+			     "again) or one of its in-fences failed",
 			     err);
 	case ENODEV:
 		return Error(Errc::device_lost, "the device was removed while the job ran", err);

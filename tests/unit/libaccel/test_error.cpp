@@ -75,6 +75,11 @@ TEST(JobStatus, EveryDocumentedStatus)
 	EXPECT_EQ(accel::job_status_error(-ECANCELED).errc(), Errc::device_lost);
 	EXPECT_EQ(accel::job_status_error(-ENODEV).errc(), Errc::device_lost);
 	EXPECT_EQ(accel::job_status_error(-ECANCELED).sys_errno(), ECANCELED);
+	/* A job a reset stopped part-way: not a resource limit as for an ioctl. */
+	EXPECT_EQ(accel::job_status_error(-EAGAIN).errc(), Errc::device_lost);
+	EXPECT_EQ(accel::job_status_error(-EAGAIN).sys_errno(), EAGAIN);
+	EXPECT_NE(accel::job_status_error(-EAGAIN).message().find("partly written"),
+		  std::string::npos);
 }
 
 TEST(ErrorValue, WhatCarriesMessageKindAndErrno)
