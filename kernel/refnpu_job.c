@@ -27,6 +27,7 @@
 #include <linux/uaccess.h>
 
 #include <drm/drm_drv.h>
+#include <drm/drm_exec.h>
 #include <drm/drm_file.h>
 #include <drm/drm_gem.h>
 #include <drm/drm_managed.h>
@@ -1128,27 +1129,35 @@ static void refnpu_submit_signal_out_syncs(struct refnpu_job *job,
 	}
 }
 
-/* Lock the BOs, add implicit dependencies, arm and push the job. */
+/*
+ * Lock the BOs, add implicit dependencies, arm and push the job.
+ *
+ * drm_exec, not drm_gem_lock_reservations(): two listed objects may share
+ * one dma_resv (two imports of one dma-buf in a file, see
+ * DmaBuf.JobListsTwoObjectsOfOneReservation), which the latter locks
+ * twice and fails with -EALREADY; DRM_EXEC_IGNORE_DUPLICATES locks it
+ * once and reserves a fence slot for each object.
+ */
 static int refnpu_submit_push(struct refnpu_job *job, struct refnpu_file *rfile,
 			      struct drm_sched_entity *entity, bool implicit)
 {
-	struct ww_acquire_ctx acquire;
 	struct dma_fence *finished;
+	struct drm_exec exec;
 	u32 i;
 	int ret;
 
-	ret = drm_gem_lock_reservations(job->bos, job->bo_count, &acquire);
-	if (ret)
-		return ret;
-
-	for (i = 0; i < job->bo_count; i++) {
-		bool write = job->bo_flags[i] & DRM_REFNPU_BO_REF_WRITE;
-
-		ret = dma_resv_reserve_fences(job->bos[i]->resv, 1);
+	drm_exec_init(&exec, DRM_EXEC_INTERRUPTIBLE_WAIT |
+		      DRM_EXEC_IGNORE_DUPLICATES, job->bo_count);
+	drm_exec_until_all_locked(&exec) {
+		ret = drm_exec_prepare_array(&exec, job->bos, job->bo_count, 1);
+		drm_exec_retry_on_contention(&exec);
 		if (ret)
 			goto unlock;
-		if (!implicit)
-			continue;
+	}
+
+	for (i = 0; implicit && i < job->bo_count; i++) {
+		bool write = job->bo_flags[i] & DRM_REFNPU_BO_REF_WRITE;
+
 		ret = drm_sched_job_add_implicit_dependencies(&job->base,
 							      job->bos[i],
 							      write);
@@ -1171,7 +1180,7 @@ static int refnpu_submit_push(struct refnpu_job *job, struct refnpu_file *rfile,
 		bo->last_fence = dma_fence_get(finished);
 	}
 
-	drm_gem_unlock_reservations(job->bos, job->bo_count, &acquire);
+	drm_exec_fini(&exec);
 	refnpu_submit_signal_out_syncs(job, finished);
 	refnpu_trace_job(job, trace_refnpu_job_submit);
 
@@ -1183,7 +1192,7 @@ static int refnpu_submit_push(struct refnpu_job *job, struct refnpu_file *rfile,
 	return 0;
 
 unlock:
-	drm_gem_unlock_reservations(job->bos, job->bo_count, &acquire);
+	drm_exec_fini(&exec);
 	return ret;
 }
 

@@ -919,6 +919,51 @@ TEST_F(DmaBuf, VgemBufferIsWrittenByTheDeviceAndReadThroughVgem)
 }
 
 /*
+ * Two GEM objects of one file may share a reservation object: a vgem
+ * buffer imported, opened a second time by its global name, its first
+ * handle closed (which forgets the import, drm_gem_remove_prime_handles())
+ * and imported again is a second object on the same dma-buf. A job
+ * listing both must lock the shared dma_resv once: locking it twice with
+ * one acquire context is -EALREADY, which SUBMIT used to return.
+ */
+TEST_F(DmaBuf, JobListsTwoObjectsOfOneReservation)
+{
+	REQUIRE_VGEM(vgem);
+	if (geteuid() != 0)
+		GTEST_SKIP() << "global GEM names need CAP_SYS_ADMIN";
+	const uint64_t size = 16 * 1024;
+	VgemBo vb;
+	Fd dmabuf;
+	Bo first, named, again;
+
+	ASSERT_EQ(vb.create(vgem.get(), size), 0);
+	ASSERT_EQ(vb.export_fd(&dmabuf), 0);
+	ASSERT_EQ(first.import(fd, dmabuf.get()), 0);
+	drm_gem_flink fl = {};
+	fl.handle = first.handle;
+	ASSERT_EQ(xioctl(fd, DRM_IOCTL_GEM_FLINK, &fl), 0);
+	drm_gem_open op = {};
+	op.name = fl.name;
+	ASSERT_EQ(xioctl(fd, DRM_IOCTL_GEM_OPEN, &op), 0);
+	named.fd = fd;
+	named.handle = op.handle;
+	ASSERT_EQ(named.info(), 0);
+	first.close_handle();
+	ASSERT_EQ(again.import(fd, dmabuf.get()), 0);
+	ASSERT_NE(again.handle, named.handle) << "the second import is a new object";
+	ASSERT_NE(again.va, named.va);
+
+	Job j(fd);
+	CmdBuf cb;
+	cb.fill(named.va, size / 2, 0x0b0e0b0e).fill(again.va + size / 2, size / 2, 0x1dea1dea);
+	ASSERT_EQ(j.write(named.handle).write(again.handle).submit(cb), 0)
+		<< "both objects listed: their shared reservation is locked once";
+	ASSERT_EQ(j.result(), 0);
+	EXPECT_TRUE(all_u32(vb.map.get(), size / 2, 0x0b0e0b0e));
+	EXPECT_TRUE(all_u32(vb.map.get() + size / 2, size / 2, 0x1dea1dea));
+}
+
+/*
  * refnpu -> vgem: vgem imports a refnpu BO. vgem refuses CPU mappings of
  * imported buffers (drm_gem_dumb_map_offset), so its view is the dma-buf
  * it re-exports: the very dma-buf refnpu exported, mapping refnpu's pages.
