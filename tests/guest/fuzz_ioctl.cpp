@@ -422,8 +422,39 @@ const KindDesc kind_table[NUM_KINDS] = {
 	{"chaos file reopen", "-", {}},
 };
 
+/*
+ * Resets of every refnpu device so far, from debugfs (device resets and
+ * each queue's): a job may fail with -EAGAIN only when this moved while it
+ * was in flight. UINT64_MAX, which never equals a sample, without debugfs.
+ */
+uint64_t reset_count()
+{
+	uint64_t n = 0;
+	bool any = false;
+	std::error_code ec;
+
+	for (auto &d : fs::directory_iterator("/sys/kernel/debug/accel", ec)) {
+		std::ifstream c(d.path() / "counters"), q(d.path() / "queues");
+		std::string line;
+		while (std::getline(c, line)) {
+			unsigned long long v;
+			if (sscanf(line.c_str(), "device_resets %llu", &v) == 1) {
+				n += v;
+				any = true;
+			}
+		}
+		while (std::getline(q, line)) {
+			auto at = line.find(" resets ");
+			if (at != std::string::npos)
+				n += strtoull(line.c_str() + at + 8, nullptr, 10);
+		}
+	}
+	return any ? n : UINT64_MAX;
+}
+
 /* Errnos a job's fence may carry (the overview table of the uAPI header). */
-const std::vector<int> job_errnos = {EFAULT, EINVAL, EIO, ETIMEDOUT, ECANCELED, ESRCH, ENODEV};
+const std::vector<int> job_errnos = {EFAULT, EINVAL,	EIO,   ETIMEDOUT,
+				     EAGAIN, ECANCELED, ESRCH, ENODEV};
 
 bool documented(Kind k, int err)
 {
@@ -493,6 +524,7 @@ struct Shared {
 	Counter jobs_failed_expected;
 	Counter jobs_status[kErrSlots];
 	Counter jobs_abandoned;
+	Counter jobs_reset_stopped;
 	Counter jobs_slow;
 	Counter bytes_verified;
 	Counter pages_tag_checked;
@@ -820,6 +852,7 @@ struct Job {
 	std::string in_model; /* what the model knew of its in-fences */
 	Expect allowed;
 	bool certain = false; /* allowed holds exactly one status */
+	uint64_t resets = 0; /* reset_count() before it was submitted */
 	std::vector<Access> acc;
 	std::vector<std::shared_ptr<Obj>> listed;
 	std::vector<std::shared_ptr<Mem>> listing_mems;
@@ -1974,6 +2007,7 @@ bool Worker::submit_job(Rng &r, std::unique_ptr<Job> job, Cmds &cmds, uint32_t f
 
 	if (job->prio == DRM_REFNPU_PRIORITY_HIGH && !dev.cap_sys_nice)
 		sub = Expect{-EPERM};
+	job->resets = reset_count();
 	ret = sys_ioctl(fl.fd, DRM_IOCTL_REFNPU_SUBMIT, &s);
 	check(K_SUBMIT, ret, sub, job->desc);
 	if (ret) {
@@ -2090,6 +2124,15 @@ void Worker::retire(std::unique_ptr<Job> &j, int st)
 	say(strf("job %" PRIu64 " ended %s%s", j->seq, st ? "-" : "", st ? errname(st) : "0"));
 	if (!st && j->racy && fl.map_gen != j->map_gen) {
 		say("the unmapped VA it used may have got a BO before it ran: success accepted");
+	} else if (st == -EAGAIN && !j->allowed.has(st) && reset_count() != j->resets) {
+		/* refnpu_accel.h: a reset stopped it part-way (another job hung) */
+		shared->jobs_reset_stopped++;
+		say("a device or queue reset happened while it ran: -EAGAIN accepted");
+	} else if (st == -ECANCELED && !j->allowed.has(st) && !j->in_model.empty() &&
+		   reset_count() != j->resets) {
+		/* an in-fence's job may have been stopped by that reset (-EAGAIN) */
+		shared->jobs_reset_stopped++;
+		say("a reset happened while it waited on in-fences: -ECANCELED accepted");
 	} else if (j->same_entity_doc && st == -ECANCELED && opt.lenient_same_entity) {
 		count_warning(K_RETIRE, st,
 			      "job cancelled by a failed in-fence of its own file, queue and "
@@ -6365,10 +6408,11 @@ void summary(double secs)
 		  double(shared->teardown_max_ns.load()) / 1e9));
 	emit(strf("refnpu-ioctl-fuzz: jobs submitted %" PRIu64 ", succeeded %" PRIu64
 		  ", failed as expected %" PRIu64 ", abandoned %" PRIu64 ", slow %" PRIu64
-		  ", submits rejected %" PRIu64,
+		  ", submits rejected %" PRIu64 ", stopped by a reset %" PRIu64,
 		  shared->jobs_submitted.load(), shared->jobs_ok.load(),
 		  shared->jobs_failed_expected.load(), shared->jobs_abandoned.load(),
-		  shared->jobs_slow.load(), shared->submits_rejected.load()));
+		  shared->jobs_slow.load(), shared->submits_rejected.load(),
+		  shared->jobs_reset_stopped.load()));
 	emit("refnpu-ioctl-fuzz: job status" + hist(shared->jobs_status));
 	emit(strf("refnpu-ioctl-fuzz: bytes verified %" PRIu64 ", pages tag-checked %" PRIu64
 		  ", forks %" PRIu64 " (killed %" PRIu64 "), dma-bufs sent %" PRIu64
