@@ -316,6 +316,24 @@ static bool job_done(Npu *n, Job *j)
            REFNPU_COMPLETION_DONE;
 }
 
+/*
+ * Advance the virtual clock by @step_ns until @j completes (at most
+ * @max_steps steps). Under qtest the device's clock moves only when the
+ * test steps it, and the worker may read it for a job's deadline after
+ * the test saw the job fetched: a single step can land before that read
+ * and leave the job waiting forever, so step until it is done.
+ */
+static void job_step_until_done(Npu *n, Job *j, int64_t step_ns,
+                                int max_steps)
+{
+    int i;
+
+    for (i = 0; i < max_steps && !job_done(n, j); i++) {
+        qtest_clock_step(n->qts, step_ns);
+        g_usleep(1000);
+    }
+}
+
 static struct refnpu_completion job_wait(Npu *n, Job *j)
 {
     struct refnpu_completion c;
@@ -2260,18 +2278,21 @@ static void test_watchdog_large(void)
     qwr(n, 0, REFNPU_Q_DBG_INJECT, REFNPU_DBG_INJECT_DELAY);
     j = job_submit(n, 0, 0, &cb, REFNPU_CMD_NOP_SIZE);
     g_assert(WAIT_FOR(qrd(n, 0, REFNPU_Q_DBG_INJECT) == 0));
-    qtest_clock_step(n->qts, 2 * MS);
+    /* At most 1 s of device time: the watchdog (4.295 s) must not fire. */
+    job_step_until_done(n, &j, MS, 1000);
     c = job_wait(n, &j);
     g_assert_cmphex(c.status, ==, REFNPU_ERR_NONE);
+    g_assert_cmpuint(c.end_ts - c.start_ts, >=, MS);
 
     /* And the watchdog still fires at its time. */
     qwr(n, 0, REFNPU_Q_WATCHDOG_MS, 5);
     qwr(n, 0, REFNPU_Q_DBG_INJECT, REFNPU_DBG_INJECT_HANG);
     j = job_submit(n, 0, 0, &cb, REFNPU_CMD_NOP_SIZE);
     g_assert(WAIT_FOR(qrd(n, 0, REFNPU_Q_DBG_INJECT) == 0));
-    qtest_clock_step(n->qts, 6 * MS);
+    job_step_until_done(n, &j, MS, 1000);
     c = job_wait(n, &j);
     g_assert_cmphex(c.status, ==, REFNPU_ERR_TIMEOUT);
+    g_assert_cmpuint(c.end_ts - c.start_ts, >=, 5 * MS);
     npu_stop(n);
 }
 
