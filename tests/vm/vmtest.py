@@ -61,6 +61,21 @@ SPLAT_RE = re.compile("|".join("(?:%s)" % p for p in SPLAT_PATTERNS))
 # (re.split keeps the captured report as an element of its own).
 KCSAN_BLOCK_RE = re.compile(r"(BUG: KCSAN: .*?^=+$)", re.M | re.S)
 
+
+def kcsan_in_scope(block, word):
+    """Whether a KCSAN report is about code named by @word: the racing
+    functions of its title, or the first frame of either access. A race
+    between two core functions that merely have a refnpu caller deeper in
+    the stack (mm's LRU against shmem's page lookup under BO_CREATE) is
+    the core's."""
+    lines = block.splitlines()
+    if word in lines[0]:
+        return True
+    for i, line in enumerate(lines[:-1]):
+        if re.search(r" by (task \d+|interrupt) on cpu \d+:$", line) and word in lines[i + 1]:
+            return True
+    return False
+
 PROTO = "@@REFNPU"
 
 INIT_TEMPLATE = r"""#!/bin/sh
@@ -568,7 +583,7 @@ def run(args, work, vmlinuz, moddir, qemu):
             nonlocal kcsan_other
             out = []
             for block in KCSAN_BLOCK_RE.split(text):
-                if block.startswith("BUG: KCSAN: ") and args.kcsan_scope not in block:
+                if block.startswith("BUG: KCSAN: ") and not kcsan_in_scope(block, args.kcsan_scope):
                     kcsan_other += 1
                     continue
                 out.append(block)
