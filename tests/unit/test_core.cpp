@@ -345,20 +345,28 @@ TEST(Core, ResetStopsTransferWithinOneChunk)
 		EXPECT_LE(l, (uint64_t)REFNPU_CORE_DMA_CHUNK);
 }
 
+// Queue two 1 MiB copies on @q and run it; @reset runs at the second data
+// DMA of the first one, so that it meets that job part-way.
+void run_two_copies_resetting(Platform &p, unsigned q, const std::function<void()> &reset)
+{
+	auto cp = copy_cmd(kData, kData + 0x200000, 1 << 20);
+
+	p.on_data_dma = [&](uint64_t, uint64_t, bool) {
+		if (p.data_dmas == 2)
+			reset();
+	};
+	p.submit(q, &cp, sizeof(cp));
+	p.submit(q, &cp, sizeof(cp));
+	p.run(q);
+}
+
 // Only the job the device had fetched gets an ABORTED record; the jobs
 // behind it in the ring get none, so a driver can tell which had started.
 TEST(Core, ResetRecordsOnlyTheStartedJob)
 {
 	Platform p;
-	auto cp = copy_cmd(kData, kData + 0x200000, 1 << 20);
 
-	p.on_data_dma = [&](uint64_t, uint64_t, bool) {
-		if (p.data_dmas == 2)
-			p.qwr(1, REFNPU_Q_RESET, REFNPU_Q_RESET_GO);
-	};
-	p.submit(1, &cp, sizeof(cp));
-	p.submit(1, &cp, sizeof(cp));
-	p.run(1);
+	run_two_copies_resetting(p, 1, [&] { p.qwr(1, REFNPU_Q_RESET, REFNPU_Q_RESET_GO); });
 	EXPECT_EQ(p.comp(1, 0).done, REFNPU_COMPLETION_DONE);
 	EXPECT_EQ(p.comp(1, 0).status, REFNPU_ERR_ABORTED);
 	EXPECT_EQ(p.comp(1, 1).done, 0u);
@@ -369,17 +377,11 @@ TEST(Core, ResetRecordsOnlyTheStartedJob)
 TEST(Core, DeviceResetRecordsAbortedJobs)
 {
 	Platform p;
-	auto cp = copy_cmd(kData, kData + 0x200000, 1 << 20);
 
-	p.on_data_dma = [&](uint64_t, uint64_t, bool) {
-		if (p.data_dmas == 2) {
-			p.wr(REFNPU_REG_RESET, REFNPU_RESET_GO);
-			EXPECT_FALSE(p.rd(REFNPU_REG_STATUS) & REFNPU_STATUS_READY);
-		}
-	};
-	p.submit(2, &cp, sizeof(cp));
-	p.submit(2, &cp, sizeof(cp));
-	p.run(2);
+	run_two_copies_resetting(p, 2, [&] {
+		p.wr(REFNPU_REG_RESET, REFNPU_RESET_GO);
+		EXPECT_FALSE(p.rd(REFNPU_REG_STATUS) & REFNPU_STATUS_READY);
+	});
 	EXPECT_EQ(p.comp(2, 0).status, REFNPU_ERR_ABORTED);
 	EXPECT_EQ(p.comp(2, 0).done, REFNPU_COMPLETION_DONE);
 	EXPECT_EQ(p.comp(2, 1).done, 0u);
