@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-"""Count every individual test that `meson test` ran and print one line:
+"""Print the wall time of every test `meson test` ran and of every suite,
+then count every individual test case and print one closing line:
 'N passed, N failed, N skipped'.
 
 Meson's own summary counts test programs; this counts test cases: each TAP
@@ -53,20 +54,53 @@ def count(entry):
     return p, f, s
 
 
+def fmt_time(sec):
+    return "%dm%04.1fs" % (sec // 60, sec % 60) if sec >= 60 else "%.1fs" % sec
+
+
+def time_table(entries):
+    """The wall time of each test, slowest first, then of each suite.  A
+    test in several suites counts in each, so the suites overlap; the total
+    is the sum over tests (meson ran them one after another, or the
+    parallel ones side by side)."""
+    if not entries:
+        return
+    width = max(len(e.get("name", "")) for e in entries)
+    print("time per test (slowest first):")
+    for e in sorted(entries, key=lambda e: -e.get("duration", 0)):
+        print("  %-*s %9s  %s" % (width, e.get("name", ""), fmt_time(e.get("duration", 0)),
+                                  e.get("result", "")))
+    suites = {}
+    for e in entries:
+        for s in e.get("suite", []):
+            s = s.split(":", 1)[-1]
+            n, t = suites.get(s, (0, 0.0))
+            suites[s] = (n + 1, t + e.get("duration", 0))
+    print("time per suite (a test counts in each of its suites):")
+    for s, (n, t) in sorted(suites.items(), key=lambda kv: -kv[1][1]):
+        print("  %-*s %9s  %d tests" % (width, s, fmt_time(t), n))
+    print("  %-*s %9s  %d tests" % (width, "total", fmt_time(sum(e.get("duration", 0)
+                                                               for e in entries)),
+                                    len(entries)))
+
+
 def main():
     path = sys.argv[1] if len(sys.argv) > 1 else "build/meson-logs/testlog.json"
     tp = tf = ts = 0
+    entries = []
     try:
         with open(path) as fh:
             for line in fh:
                 line = line.strip()
-                if not line:
-                    continue
-                p, f, s = count(json.loads(line))
-                tp, tf, ts = tp + p, tf + f, ts + s
+                if line:
+                    entries.append(json.loads(line))
     except OSError as e:
         print("test-summary: cannot read %s: %s" % (path, e), file=sys.stderr)
         tf += 1
+    time_table(entries)
+    for entry in entries:
+        p, f, s = count(entry)
+        tp, tf, ts = tp + p, tf + f, ts + s
     print("%d passed, %d failed, %d skipped" % (tp, tf, ts))
     return 1 if tf else 0
 
