@@ -152,6 +152,19 @@ fi
 grep -q '^if false # refnpu' "$src/pc-bios/meson.build" ||
 	die "could not disable edk2 unpacking in pc-bios/meson.build"
 
+# virtio-iommu looks a DMA address up as the interval [addr, addr + 1], but
+# its mappings are closed intervals [virt_start, virt_end]: an access that
+# starts at the last byte of a mapping can match the next mapping instead
+# and go to the byte before that mapping's physical page, another page of
+# guest memory (qemu/README.md, "Patches to QEMU").  Look up [addr, addr].
+viommu=$src/hw/virtio/virtio-iommu.c
+if grep -q '^    interval.high = addr + 1;$' "$viommu"; then
+	sed -i 's/^    interval.high = addr + 1;$/    interval.high = addr; \/\* refnpu: closed intervals \*\//' \
+		"$viommu"
+fi
+grep -q '^    interval.high = addr; /\* refnpu: closed intervals \*/$' "$viommu" ||
+	die "could not patch the address lookup of hw/virtio/virtio-iommu.c"
+
 # Register the device: its Kconfig and meson.build live in hw/misc/refnpu/.
 grep -q '^source refnpu/Kconfig$' "$src/hw/misc/Kconfig" ||
 	printf '\nsource refnpu/Kconfig\n' >>"$src/hw/misc/Kconfig"
