@@ -1770,6 +1770,55 @@ TEST_F(DmaBuf, OverlappingUserptrBosShareTheirPages)
 	EXPECT_TRUE(all_u32(mem.p + 2 * page, page, 0x5eed0002)) << "the process sees B's write";
 }
 
+/*
+ * Nothing orders jobs on two userptr BOs over the same pages: each BO has
+ * its own reservation object (Documentation/uapi.rst). A job R copying
+ * from U1, held on queue 0 behind a delayed job, reads what a job W
+ * submitted after it on queue 1 wrote through U2. The uAPI fuzzer's model
+ * must allow exactly this: R's output carries W's source data, even when
+ * that is another process's.
+ */
+TEST_F(DmaBuf, UnorderedUserptrAliasesMayReadALaterWrite)
+{
+	REQUIRE_USERPTR();
+	if (!nodes[0].can_inject())
+		GTEST_SKIP() << "needs delay injection";
+	if (get_param(fd, DRM_REFNPU_PARAM_NUM_QUEUES) < 2)
+		GTEST_SKIP() << "needs two queues";
+	const size_t page = 4096;
+	Anon mem(2 * page);
+	Bo u1, u2, src, dst;
+	ASSERT_NE(mem.p, nullptr);
+	memset(mem.p, 0x11, 2 * page);
+
+	ASSERT_EQ(u1.userptr(fd, mem.p, 2 * page), 0);
+	ASSERT_EQ(u2.userptr(fd, mem.p + page, page), 0) << "U2 aliases U1's second page";
+	ASSERT_EQ(src.create(fd, page), 0);
+	ASSERT_EQ(dst.create(fd, page), 0);
+	pattern(src.bytes(), page, 5);
+	memset(dst.bytes(), 0, page);
+
+	/* queue 0: a job held for 1.5 s, then R (the ring keeps their order) */
+	ASSERT_TRUE(nodes[0].inject(0, REFNPU_DBG_INJECT_DELAY, 1500000));
+	Job hold(fd, 0), r(fd, 0), w(fd, 1);
+	CmdBuf nop, rc, wc;
+	nop.add<refnpu_cmd_nop>(REFNPU_OP_NOP, REFNPU_CMD_NOP_SIZE);
+	ASSERT_EQ(hold.submit(nop), 0);
+	rc.copy(dst.va, u1.va + page, page);
+	ASSERT_EQ(r.read(u1.handle).write(dst.handle).submit(rc), 0);
+	/* queue 1: W, submitted after R, writes the page R reads */
+	wc.copy(u2.va, src.va, page);
+	ASSERT_EQ(w.read(src.handle).write(u2.handle).submit(wc), 0);
+
+	ASSERT_EQ(w.result(), 0);
+	EXPECT_FALSE(r.done()) << "R must still be held behind the delayed job when W is done";
+	ASSERT_EQ(r.result(), 0);
+	EXPECT_EQ(hold.result(), 0);
+	EXPECT_TRUE(has_pattern(mem.p + page, page, 5)) << "W wrote the page through U2";
+	EXPECT_TRUE(has_pattern(dst.bytes(), page, 5))
+		<< "R, submitted first, reads the bytes W wrote through the alias";
+}
+
 TEST_F(DmaBuf, UserptrIsSharedWithTheDevice)
 {
 	REQUIRE_USERPTR();

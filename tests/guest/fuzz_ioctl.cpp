@@ -43,7 +43,10 @@
  * with --verbose; VAs may differ where the kernel frees mappings late),
  * and a failure replays with --seed S --ops N; --regress FILE replays a
  * list. A worker of a larger run replays alone the same way unless the
- * failure involved other processes (dma-bufs received, VAs they used).
+ * failure involved other processes (dma-bufs received, VAs they used):
+ * such a seed is rerun whole with its --procs and --threads (a
+ * "seed ops procs threads" line), each worker replaying its own operations
+ * while the interleaving between them varies from run to run.
  */
 #include <fcntl.h>
 #include <linux/sync_file.h>
@@ -450,6 +453,39 @@ uint64_t reset_count()
 		}
 	}
 	return any ? n : UINT64_MAX;
+}
+
+/*
+ * The recovery counters of every refnpu device in debugfs, on one line:
+ * printed before and after a run, so a failure shows whether a reset, a
+ * TLB timeout or a queue reset happened while it ran.
+ */
+std::string debugfs_counters()
+{
+	std::string out;
+	std::error_code ec;
+
+	for (auto &d : fs::directory_iterator("/sys/kernel/debug/accel", ec)) {
+		std::ifstream c(d.path() / "counters"), q(d.path() / "queues");
+		std::string line;
+		uint64_t qresets = 0, qtimeouts = 0;
+		if (!c)
+			continue;
+		out += " " + d.path().filename().string() + ":";
+		while (std::getline(c, line))
+			out += " " + line;
+		while (std::getline(q, line)) {
+			auto at = line.find(" resets ");
+			if (at != std::string::npos)
+				qresets += strtoull(line.c_str() + at + 8, nullptr, 10);
+			at = line.find(" timeouts ");
+			if (at != std::string::npos)
+				qtimeouts += strtoull(line.c_str() + at + 10, nullptr, 10);
+		}
+		out += strf(" queue_timeouts %" PRIu64 " queue_resets %" PRIu64 ";", qtimeouts,
+			    qresets);
+	}
+	return out.empty() ? " (no debugfs)" : out;
 }
 
 /* Errnos a job's fence may carry (the overview table of the uAPI header). */
@@ -860,6 +896,8 @@ struct Job {
 	std::string desc;
 	int64_t t_submit = 0;
 	std::vector<std::pair<uint64_t, uint64_t>> wild_ext;
+	/* VA ranges it reads that were unmapped when it was planned */
+	std::vector<std::pair<uint64_t, uint64_t>> wild_rd;
 	/* syncobj points the job signals, applied once it is queued */
 	std::vector<std::pair<std::shared_ptr<SyncState>, uint64_t>> signals;
 	/* shadow bytes the plan changed, restored when the submit fails */
@@ -897,6 +935,9 @@ struct File {
 	uint32_t num_queues = 1;
 	CmdBo cmd[kCmdBos];
 	std::deque<std::pair<uint64_t, uint64_t>> freed; /* recently freed VAs */
+	/* VAs of closed handles whose object lives on: a pending job listing
+	 * it keeps the mapping until it ends */
+	std::vector<std::pair<std::pair<uint64_t, uint64_t>, std::weak_ptr<Obj>>> held;
 	uint64_t map_gen = 0; /* bumped by every new BO mapping */
 	std::vector<std::pair<uint64_t, uint64_t>> wild_ext;
 };
@@ -1071,6 +1112,7 @@ private:
 	void add_handle(const Handle &h);
 	void taint_readers(const Job &w, const Access &wa);
 	void outputs_uncertain(Job &j);
+	void spread_tags(Job &j, uint32_t tags);
 	void gem_close_idx(int idx, bool check_result);
 	std::shared_ptr<Mem> new_mem(MemKind k, uint64_t size);
 	std::shared_ptr<Obj> obj_for(const std::shared_ptr<Mem> &m, int dev);
@@ -1446,6 +1488,23 @@ void Worker::add_handle(const Handle &h)
 			begin_access(j, acc);
 			j.acc.push_back(acc);
 		}
+		/* a job reading where the new BO landed copies its bytes */
+		for (auto &e : j.wild_rd) {
+			uint64_t a = std::max(e.first, h.va),
+				 b = std::min(e.first + e.second, h.va + h.obj->size);
+			if (a >= b)
+				continue;
+			Access acc;
+			acc.mem = h.obj->mem;
+			acc.off = h.obj->off + (a - h.va);
+			acc.len = b - a;
+			acc.ordered = false;
+			acc.domain = h.obj->domain;
+			begin_access(j, acc);
+			j.acc.push_back(acc);
+			outputs_uncertain(j);
+			spread_tags(j, h.obj->mem->mask);
+		}
 	}
 }
 
@@ -1459,6 +1518,8 @@ void Worker::drop_handle(int idx)
 	fl.freed.emplace_back(h.va, h.obj->size);
 	while (fl.freed.size() > 64)
 		fl.freed.pop_front();
+	std::erase_if(fl.held, [](const auto &e) { return e.second.expired(); });
+	fl.held.push_back({{h.va, h.obj->size}, h.obj});
 	for (auto it = prime_cache_[h.file].begin(); it != prime_cache_[h.file].end();) {
 		if (it->second == h.handle)
 			it = prime_cache_[h.file].erase(it);
@@ -1586,7 +1647,11 @@ bool Worker::check_bytes(Mem &m, uint64_t off, uint64_t len, const char *what, c
 				  strf("%s: %s memory 0x%" PRIx64 " (size 0x%" PRIx64
 				       ") byte 0x%" PRIx64 " is 0x%02x, %s; allowed tags 0x%x",
 				       what, mem_kind_name(m.kind), m.uid, m.size, lo + i, v,
-				       who.c_str(), m.mask));
+				       who.c_str(), m.mask) +
+					  "; events on the page (W/w write, R read, K refused "
+					  "write, E/F job ended ok/failed, C CPU write, T tags "
+					  "spread):" +
+					  m.events(p * kPage, (p + 1) * kPage));
 			return false;
 		}
 		if (m.page_exact(p) && !m.wr[p]) {
@@ -1845,6 +1910,9 @@ bool Worker::va_certainly_unmapped(int f, uint64_t va, uint64_t len) const
 			return false;
 	for (auto &fr : files_[f].freed)
 		if (meets(fr.first, page_up(fr.second)))
+			return false;
+	for (auto &e : files_[f].held)
+		if (!e.second.expired() && meets(e.first.first, page_up(e.first.second)))
 			return false;
 	return true;
 }
@@ -2200,13 +2268,17 @@ void Worker::retire(std::unique_ptr<Job> &j, int st)
 /*
  * A write nothing orders after the reads of an earlier job (another sync
  * domain, or no implicit sync) may land before those reads: that job's
- * outputs, and what later jobs computed from them, are no longer known.
+ * outputs, and what later jobs computed from them, are no longer known,
+ * and they may carry every tag the written memory may carry. Two userptr
+ * BOs over the same pages are such a pair: each has its own reservation
+ * object, so the kernel orders nothing between them (uapi.rst; the
+ * dmabuf test UnorderedUserptrAliasesMayReadALaterWrite pins it).
  */
 void Worker::taint_readers(const Job &w, const Access &wa)
 {
 	for (auto &jp : pending_) {
 		Job &j = *jp;
-		if (&j == &w || j.outputs_uncertain)
+		if (&j == &w)
 			continue;
 		for (auto &ra : j.acc) {
 			if (ra.write || ra.voided || ra.mem != wa.mem ||
@@ -2214,8 +2286,36 @@ void Worker::taint_readers(const Job &w, const Access &wa)
 				continue;
 			if (ra.domain != wa.domain || !ra.ordered || !wa.ordered) {
 				outputs_uncertain(j);
+				spread_tags(j, wa.mem->mask);
 				break;
 			}
+		}
+	}
+}
+
+/*
+ * Bytes tagged @tags may reach what pending job @j writes: its destinations
+ * may carry them, and so may the destinations of later pending jobs that
+ * read those (the masks were taken when each job was planned).
+ */
+void Worker::spread_tags(Job &j, uint32_t tags)
+{
+	for (auto &a : j.acc) {
+		if (!a.write || a.ro_keep || a.voided || !a.len ||
+		    (a.mem->mask | tags) == a.mem->mask)
+			continue;
+		a.mem->mask |= tags;
+		a.mem->note('T', opno_, j.seq, a.off, a.len);
+		for (auto &kp : pending_) {
+			Job &k = *kp;
+			if (k.seq <= j.seq)
+				continue;
+			for (auto &kr : k.acc)
+				if (!kr.write && !kr.voided && kr.mem == a.mem &&
+				    kr.off < a.off + a.len && a.off < kr.off + kr.len) {
+					spread_tags(k, a.mem->mask);
+					break;
+				}
 		}
 	}
 }
@@ -2781,6 +2881,7 @@ void Worker::op_job_tracked(Rng &r, int f, int mode)
 					add_write(wi, 0, len, false);
 					j.allowed = Expect{-EFAULT};
 					j.racy = true;
+					j.wild_rd.push_back({va, len});
 					d += strf(" copy(worker %d's VA 0x%" PRIx64
 						  ": unmapped here)",
 						  other, va);
@@ -6198,7 +6299,8 @@ const char *usage_text =
 	"                    job of its own file, queue and priority (the header says it\n"
 	"                    is not cancelled; the driver cancels it): a warning, not a\n"
 	"                    violation\n"
-	"  --regress FILE    run each 'seed ops' line of FILE with one worker\n"
+	"  --regress FILE    run each 'seed ops [procs threads]' line of FILE (default:\n"
+	"                    one worker)\n"
 	"  --verbose         print every operation\n"
 	"  --list-errnos     print the errno tables and the policy, then exit\n"
 	"With --threads 1 --procs 1 the operations depend only on --seed: a worker's\n"
@@ -6611,6 +6713,7 @@ int main(int argc, char **argv)
 		  dev.cap_sys_nice, dev.root));
 	print_policy();
 
+	emit("refnpu-ioctl-fuzz: debugfs counters before:" + debugfs_counters());
 	int64_t t0 = now_ns();
 	if (!opt.regress.empty()) {
 		std::ifstream in(opt.regress);
@@ -6624,15 +6727,24 @@ int main(int argc, char **argv)
 			if (h != std::string::npos)
 				line.resize(h);
 			unsigned long long s, n;
-			if (sscanf(line.c_str(), "%llu %llu", &s, &n) != 2)
+			int procs = 1, threads = 1;
+			int got = sscanf(line.c_str(), "%llu %llu %d %d", &s, &n, &procs, &threads);
+			if (got < 2)
 				continue;
-			emit(strf("refnpu-ioctl-fuzz: regress seed %llu ops %llu", s, n));
-			run_workers(s, 1, 1, n, opt.duration);
+			if (got == 3 || procs < 1 || threads < 1 || procs * threads > kMaxWorkers) {
+				emit("refnpu-ioctl-fuzz: bad line in " + opt.regress + ": " + line);
+				return 2;
+			}
+			emit(strf(
+				"refnpu-ioctl-fuzz: regress seed %llu ops %llu procs %d threads %d",
+				s, n, procs, threads));
+			run_workers(s, procs, threads, n, opt.duration);
 		}
 	} else {
 		run_workers(opt.seed, opt.procs, opt.threads, opt.ops, opt.duration);
 	}
 	summary(double(now_ns() - t0) / 1e9);
+	emit("refnpu-ioctl-fuzz: debugfs counters after:" + debugfs_counters());
 	uint64_t v = shared->violations.load();
 	if (v) {
 		emit(strf("refnpu-ioctl-fuzz: FAIL (%" PRIu64 " violations)", v));
