@@ -19,6 +19,14 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$ver" ]; then
 	exit 0
 fi
 mkdir -p "$cache/src"
+# One unpacker at a time (the style checks and the debug-kernel build both
+# call this): a second caller waits, then finds the tree ready.
+exec 9>"$cache/src/.lock-linux-source-$series"
+flock 9
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$ver" ]; then
+	echo "$dir"
+	exit 0
+fi
 rm -rf "$dir" "$dir.tmp"
 mkdir -p "$dir.tmp"
 tar -C "$dir.tmp" -xf "$tarball"
