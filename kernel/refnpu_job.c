@@ -1130,29 +1130,53 @@ static void refnpu_submit_signal_out_syncs(struct refnpu_job *job,
 }
 
 /*
+ * The fence slots the job's @i-th object needs on its reservation: one for
+ * every listed object that shares that reservation, since the job adds its
+ * fence once per listed object and a write fence does not replace a read
+ * one. dma_resv_reserve_fences() guarantees that many free slots; calls
+ * for the same reservation do not add up.
+ */
+static unsigned int refnpu_submit_resv_slots(const struct refnpu_job *job,
+					     u32 i)
+{
+	struct dma_resv *resv = job->bos[i]->resv;
+	unsigned int n = 0;
+	u32 j;
+
+	for (j = 0; j < job->bo_count; j++)
+		n += job->bos[j]->resv == resv;
+	return n;
+}
+
+/*
  * Lock the BOs, add implicit dependencies, arm and push the job.
  *
  * drm_exec, not drm_gem_lock_reservations(): two listed objects may share
- * one dma_resv (two imports of one dma-buf in a file, see
- * DmaBuf.JobListsTwoObjectsOfOneReservation), which the latter locks
- * twice and fails with -EALREADY; DRM_EXEC_IGNORE_DUPLICATES locks it
- * once and reserves a fence slot for each object.
+ * one dma_resv (two imports of one dma-buf in a file, or an object opened
+ * by global name beside another import, see
+ * DmaBuf.JobListsTwoObjectsOfOneReservation), which the latter locks twice
+ * and fails with -EALREADY; DRM_EXEC_IGNORE_DUPLICATES locks it once, and
+ * refnpu_submit_resv_slots() reserves a slot for each object sharing it.
  */
 static int refnpu_submit_push(struct refnpu_job *job, struct refnpu_file *rfile,
 			      struct drm_sched_entity *entity, bool implicit)
 {
 	struct dma_fence *finished;
 	struct drm_exec exec;
+	unsigned int slots;
 	u32 i;
 	int ret;
 
 	drm_exec_init(&exec, DRM_EXEC_INTERRUPTIBLE_WAIT |
 		      DRM_EXEC_IGNORE_DUPLICATES, job->bo_count);
 	drm_exec_until_all_locked(&exec) {
-		ret = drm_exec_prepare_array(&exec, job->bos, job->bo_count, 1);
-		drm_exec_retry_on_contention(&exec);
-		if (ret)
-			goto unlock;
+		for (i = 0; i < job->bo_count; i++) {
+			slots = refnpu_submit_resv_slots(job, i);
+			ret = drm_exec_prepare_obj(&exec, job->bos[i], slots);
+			drm_exec_retry_on_contention(&exec);
+			if (ret)
+				goto unlock;
+		}
 	}
 
 	for (i = 0; implicit && i < job->bo_count; i++) {

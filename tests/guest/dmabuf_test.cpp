@@ -926,17 +926,17 @@ TEST_F(DmaBuf, VgemBufferIsWrittenByTheDeviceAndReadThroughVgem)
  * listing both must lock the shared dma_resv once: locking it twice with
  * one acquire context is -EALREADY, which SUBMIT used to return.
  */
-TEST_F(DmaBuf, JobListsTwoObjectsOfOneReservation)
+/*
+ * Two objects of one vgem buffer in file @fd, hence of one reservation:
+ * @named opened by global name (the import it names is closed), @again a
+ * new import of the same dma-buf. Needs CAP_SYS_ADMIN (global names).
+ */
+void two_objects_of_one_resv(int fd, int vgem, uint64_t size, VgemBo &vb, Fd &dmabuf, Bo &named,
+			     Bo &again)
 {
-	REQUIRE_VGEM(vgem);
-	if (geteuid() != 0)
-		GTEST_SKIP() << "global GEM names need CAP_SYS_ADMIN";
-	const uint64_t size = 16 * 1024;
-	VgemBo vb;
-	Fd dmabuf;
-	Bo first, named, again;
+	Bo first;
 
-	ASSERT_EQ(vb.create(vgem.get(), size), 0);
+	ASSERT_EQ(vb.create(vgem, size), 0);
 	ASSERT_EQ(vb.export_fd(&dmabuf), 0);
 	ASSERT_EQ(first.import(fd, dmabuf.get()), 0);
 	drm_gem_flink fl = {};
@@ -952,7 +952,20 @@ TEST_F(DmaBuf, JobListsTwoObjectsOfOneReservation)
 	ASSERT_EQ(again.import(fd, dmabuf.get()), 0);
 	ASSERT_NE(again.handle, named.handle) << "the second import is a new object";
 	ASSERT_NE(again.va, named.va);
+}
 
+TEST_F(DmaBuf, JobListsTwoObjectsOfOneReservation)
+{
+	REQUIRE_VGEM(vgem);
+	if (geteuid() != 0)
+		GTEST_SKIP() << "global GEM names need CAP_SYS_ADMIN";
+	const uint64_t size = 16 * 1024;
+	VgemBo vb;
+	Fd dmabuf;
+	Bo named, again;
+
+	ASSERT_NO_FATAL_FAILURE(
+		two_objects_of_one_resv(fd, vgem.get(), size, vb, dmabuf, named, again));
 	Job j(fd);
 	CmdBuf cb;
 	cb.fill(named.va, size / 2, 0x0b0e0b0e).fill(again.va + size / 2, size / 2, 0x1dea1dea);
@@ -961,6 +974,47 @@ TEST_F(DmaBuf, JobListsTwoObjectsOfOneReservation)
 	ASSERT_EQ(j.result(), 0);
 	EXPECT_TRUE(all_u32(vb.map.get(), size / 2, 0x0b0e0b0e));
 	EXPECT_TRUE(all_u32(vb.map.get() + size / 2, size / 2, 0x1dea1dea));
+}
+
+/*
+ * A job listing two objects of one reservation, the first for writing and
+ * the second for reading, adds its fence to that reservation twice: a
+ * write fence does not stand in for a read one. Reserving one slot per
+ * object reserved one in all (dma_resv_reserve_fences() calls do not add
+ * up), and when the reservation had exactly one slot free the second
+ * fence hit the BUG_ON in dma_resv_add_fence(). k unsignalled vgem read
+ * fences, a context each, hold k slots first: for some k below 16 exactly
+ * one is free, whatever the slab rounds the table up to.
+ */
+TEST_F(DmaBuf, JobWritingAndReadingOneReservationReservesASlotForEach)
+{
+	REQUIRE_VGEM(vgem);
+	if (geteuid() != 0)
+		GTEST_SKIP() << "global GEM names need CAP_SYS_ADMIN";
+	const uint64_t size = 16 * 1024, half = size / 2;
+
+	for (int k = 0; k < 16; k++) {
+		SCOPED_TRACE("read fences before the job: " + std::to_string(k));
+		VgemBo vb;
+		Fd dmabuf;
+		Bo named, again;
+		ASSERT_NO_FATAL_FAILURE(
+			two_objects_of_one_resv(fd, vgem.get(), size, vb, dmabuf, named, again));
+		pattern(vb.map.get() + half, half, unsigned(k));
+		std::vector<uint32_t> fences(k);
+		for (auto &f : fences)
+			ASSERT_EQ(vb.attach_fence(false, &f), 0);
+
+		Job j(fd);
+		CmdBuf cb;
+		cb.copy(named.va, again.va + half, half);
+		int ret = j.write(named.handle).read(again.handle).submit(cb);
+		for (auto f : fences)
+			EXPECT_EQ(vgem_signal(vgem.get(), f), 0);
+		ASSERT_EQ(ret, 0);
+		ASSERT_EQ(j.result(), 0);
+		EXPECT_TRUE(has_pattern(vb.map.get(), half, unsigned(k)));
+	}
 }
 
 /*
