@@ -898,6 +898,8 @@ struct Job {
 	std::vector<std::pair<uint64_t, uint64_t>> wild_ext;
 	/* VA ranges it reads that were unmapped when it was planned */
 	std::vector<std::pair<uint64_t, uint64_t>> wild_rd;
+	/* tags of the memory a wild job may copy from */
+	uint32_t read_tags = 0;
 	/* syncobj points the job signals, applied once it is queued */
 	std::vector<std::pair<std::shared_ptr<SyncState>, uint64_t>> signals;
 	/* shadow bytes the plan changed, restored when the submit fails */
@@ -1472,38 +1474,35 @@ void Worker::add_handle(const Handle &h)
 		Job &j = *jp;
 		if (j.file != h.file || j.gen != files_[h.file].gen)
 			continue;
-		for (auto &e : j.wild_ext) {
+		/* what of extent @e the new BO covers: an access of @j, unordered */
+		auto credit = [&](const std::pair<uint64_t, uint64_t> &e, bool write) {
 			uint64_t end = e.first + e.second < e.first ? kU64Max : e.first + e.second;
 			uint64_t a = std::max(e.first, h.va), b = std::min(end, h.va + h.obj->size);
 			if (a >= b)
-				continue;
+				return false;
 			Access acc;
 			acc.mem = h.obj->mem;
 			acc.off = h.obj->off + (a - h.va);
 			acc.len = b - a;
-			acc.write = true;
-			acc.ro_keep = h.obj->dev_ro() || h.obj->mem->dev_ro;
+			acc.write = write;
+			acc.ro_keep = write && (h.obj->dev_ro() || h.obj->mem->dev_ro);
 			acc.ordered = false;
 			acc.domain = h.obj->domain;
 			begin_access(j, acc);
 			j.acc.push_back(acc);
-		}
+			if (write && !acc.ro_keep)
+				h.obj->mem->mask |= j.read_tags;
+			return true;
+		};
+		for (auto &e : j.wild_ext)
+			credit(e, true);
 		/* a job reading where the new BO landed copies its bytes */
 		for (auto &e : j.wild_rd) {
-			uint64_t a = std::max(e.first, h.va),
-				 b = std::min(e.first + e.second, h.va + h.obj->size);
-			if (a >= b)
-				continue;
-			Access acc;
-			acc.mem = h.obj->mem;
-			acc.off = h.obj->off + (a - h.va);
-			acc.len = b - a;
-			acc.ordered = false;
-			acc.domain = h.obj->domain;
-			begin_access(j, acc);
-			j.acc.push_back(acc);
-			outputs_uncertain(j);
-			spread_tags(j, h.obj->mem->mask);
+			if (credit(e, false)) {
+				j.read_tags |= h.obj->mem->mask;
+				outputs_uncertain(j);
+				spread_tags(j, h.obj->mem->mask);
+			}
 		}
 	}
 }
@@ -3099,6 +3098,8 @@ void Worker::op_job_wild(Rng &r)
 			continue;
 		if (e.write)
 			j.wild_ext.push_back({e.va, e.len});
+		else
+			j.wild_rd.push_back({e.va, e.len});
 		for (int i : hs) {
 			const Handle &h = handles_[i];
 			uint64_t a = std::max(e.va, h.va),
@@ -3119,6 +3120,18 @@ void Worker::op_job_wild(Rng &r)
 			j.acc.push_back(acc);
 		}
 	}
+	/*
+	 * Its copies may carry the tags of any memory it may read (a userptr
+	 * BO over the arena holds what main-file jobs copied from imports),
+	 * into anything it may write; a BO placed later under one of its
+	 * ranges is credited by add_handle().
+	 */
+	for (auto &a : j.acc)
+		if (!a.write)
+			j.read_tags |= a.mem->mask;
+	for (auto &a : j.acc)
+		if (a.write && !a.ro_keep)
+			a.mem->mask |= j.read_tags;
 	std::vector<drm_refnpu_bo_ref> refs;
 	for (auto &l : list) {
 		refs.push_back({handles_[l.first].handle, l.second});
