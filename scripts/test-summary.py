@@ -72,8 +72,10 @@ def time_table(entries):
                                   e.get("result", "")))
     suites = {}
     for e in entries:
-        for s in e.get("suite", []):
-            s = s.split(":", 1)[-1]
+        # meson names a test "project:suite1+suite2 / test"
+        name = e.get("name", "")
+        prefix = name.split(" / ", 1)[0] if " / " in name else ""
+        for s in prefix.split(":", 1)[-1].split("+") if prefix else []:
             n, t = suites.get(s, (0, 0.0))
             suites[s] = (n + 1, t + e.get("duration", 0))
     print("time per suite (a test counts in each of its suites):")
