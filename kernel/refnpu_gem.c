@@ -16,6 +16,7 @@
 #include <linux/dma-mapping.h>
 #include <linux/dma-resv.h>
 #include <linux/module.h>
+#include <linux/sched.h>
 
 #include <drm/drm_drv.h>
 #include <drm/drm_file.h>
@@ -328,13 +329,23 @@ err_unlock:
 	return ERR_PTR(ret);
 }
 
-/* A file got a handle on the BO: the handle holds a mapping reference. */
+/*
+ * A file got a handle on the BO: the handle holds a mapping reference.
+ *
+ * A userptr BO's pages belong to the process that pinned them: as PRIME
+ * export is refused for it (refnpu_gem_prime_export()), so is a handle in
+ * another process's file, which only DRM_IOCTL_GEM_OPEN of a global name
+ * could make. The core has no hook to refuse GEM_FLINK itself.
+ */
 static int refnpu_gem_open(struct drm_gem_object *obj, struct drm_file *file)
 {
 	struct refnpu_file *rfile = file->driver_priv;
+	struct refnpu_bo *bo = to_refnpu_bo(obj);
 
-	return PTR_ERR_OR_ZERO(refnpu_mapping_open(to_refnpu_bo(obj),
-						   rfile->ctx));
+	if (bo->userptr && !refnpu_userptr_is_of(bo, current->mm))
+		return -EOPNOTSUPP;
+
+	return PTR_ERR_OR_ZERO(refnpu_mapping_open(bo, rfile->ctx));
 }
 
 static void refnpu_gem_close(struct drm_gem_object *obj, struct drm_file *file)

@@ -227,6 +227,22 @@ void refnpu_userptr_release(struct refnpu_bo *bo)
 }
 
 /**
+ * refnpu_userptr_is_of() - whether a userptr BO holds pages of a process
+ * @bo: userptr BO
+ * @mm: address space of the process
+ *
+ * The BO keeps the address space it pinned (mmgrab()), so a process that
+ * came later cannot have the same one.
+ *
+ * Return: true when @bo's pages were pinned in @mm.
+ */
+bool refnpu_userptr_is_of(const struct refnpu_bo *bo,
+			  const struct mm_struct *mm)
+{
+	return bo->userptr && bo->userptr->mm == mm;
+}
+
+/**
  * refnpu_bo_userptr_ioctl() - DRM_IOCTL_REFNPU_BO_USERPTR
  * @drm: DRM device
  * @data: &struct drm_refnpu_bo_userptr

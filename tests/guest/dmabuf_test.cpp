@@ -1873,6 +1873,65 @@ TEST_F(DmaBuf, UnorderedUserptrAliasesMayReadALaterWrite)
 		<< "R, submitted first, reads the bytes W wrote through the alias";
 }
 
+/*
+ * A userptr BO's pages are its process's own: it cannot be exported, and
+ * its global name (a privileged file may make one; the core cannot refuse
+ * it) opens only in files of the same process. Before the driver's GEM
+ * open hook refused it, a child process opened the name and got the
+ * parent's pinned pages mapped in its own address space.
+ */
+TEST_F(DmaBuf, UserptrGlobalNameOpensOnlyInItsProcess)
+{
+	REQUIRE_USERPTR();
+	if (geteuid() != 0)
+		GTEST_SKIP() << "global GEM names need CAP_SYS_ADMIN";
+	const size_t size = 4 * kPage;
+	Anon mem(size);
+	ASSERT_NE(mem.p, nullptr);
+	memset(mem.p, 0x5a, size);
+	Bo u;
+	ASSERT_EQ(u.userptr(fd, mem.p, size), 0);
+	drm_gem_flink fl = {};
+	fl.handle = u.handle;
+	ASSERT_EQ(xioctl(fd, DRM_IOCTL_GEM_FLINK, &fl), 0);
+
+	/* another file of this process opens it: the same pages */
+	Fd other = reopen();
+	drm_gem_open op = {};
+	op.name = fl.name;
+	ASSERT_EQ(xioctl(other.get(), DRM_IOCTL_GEM_OPEN, &op), 0);
+	Bo named, dst;
+	named.fd = other.get();
+	named.handle = op.handle;
+	ASSERT_EQ(named.info(), 0);
+	ASSERT_EQ(dst.create(other.get(), size), 0);
+	{
+		Job j(other.get());
+		CmdBuf cb;
+		cb.copy(dst.va, named.va, size);
+		ASSERT_EQ(j.read(named.handle).write(dst.handle).submit(cb), 0);
+		ASSERT_EQ(j.result(), 0);
+	}
+	EXPECT_TRUE(all_u32(dst.bytes(), size, 0x5a5a5a5a));
+
+	/* a file of another process does not */
+	pid_t pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		int f = open(nodes[0].path.c_str(), O_RDWR | O_CLOEXEC);
+		drm_gem_open co = {};
+		co.name = fl.name;
+		int ret = f < 0 ? -ENODEV : xioctl(f, DRM_IOCTL_GEM_OPEN, &co);
+		_exit(ret == -EOPNOTSUPP ? 0 : ret == 0 ? 1 : 2);
+	}
+	int st = 0;
+	ASSERT_EQ(waitpid(pid, &st, 0), pid);
+	ASSERT_TRUE(WIFEXITED(st));
+	EXPECT_EQ(WEXITSTATUS(st), 0) << "GEM_OPEN in another process: "
+				      << (WEXITSTATUS(st) == 1 ? "succeeded" : "failed otherwise")
+				      << ", expected -EOPNOTSUPP";
+}
+
 TEST_F(DmaBuf, UserptrIsSharedWithTheDevice)
 {
 	REQUIRE_USERPTR();
