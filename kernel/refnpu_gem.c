@@ -333,8 +333,8 @@ err_unlock:
  * A file got a handle on the BO: the handle holds a mapping reference.
  *
  * A userptr BO's pages belong to the process that pinned them: as PRIME
- * export is refused for it (refnpu_gem_prime_export()), so is a handle in
- * another process's file, which only DRM_IOCTL_GEM_OPEN of a global name
+ * export is refused for it (refnpu_gem_prime_export()), so is a handle
+ * made by another process, which only DRM_IOCTL_GEM_OPEN of a global name
  * could make. The core has no hook to refuse GEM_FLINK itself.
  */
 static int refnpu_gem_open(struct drm_gem_object *obj, struct drm_file *file)

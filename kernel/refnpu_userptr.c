@@ -239,7 +239,7 @@ void refnpu_userptr_release(struct refnpu_bo *bo)
 bool refnpu_userptr_is_of(const struct refnpu_bo *bo,
 			  const struct mm_struct *mm)
 {
-	return bo->userptr && bo->userptr->mm == mm;
+	return bo->userptr->mm == mm;
 }
 
 /**

@@ -425,66 +425,75 @@ const KindDesc kind_table[NUM_KINDS] = {
 	{"chaos file reopen", "-", {}},
 };
 
-/*
- * Resets of every refnpu device so far, from debugfs (device resets and
- * each queue's): a job may fail with -EAGAIN only when this moved while it
- * was in flight. UINT64_MAX, which never equals a sample, without debugfs.
- */
-uint64_t reset_count()
+/* One device's recovery counters, from its debugfs "counters" and "queues". */
+struct DevCounters {
+	std::string name, text; /* the device, its "counters" on one line */
+	bool has_resets = false;
+	uint64_t device_resets = 0, queue_resets = 0, queue_timeouts = 0;
+};
+
+std::vector<DevCounters> read_counters()
 {
-	uint64_t n = 0;
-	bool any = false;
+	std::vector<DevCounters> v;
 	std::error_code ec;
 
 	for (auto &d : fs::directory_iterator("/sys/kernel/debug/accel", ec)) {
 		std::ifstream c(d.path() / "counters"), q(d.path() / "queues");
 		std::string line;
+		DevCounters dc;
+		dc.name = d.path().filename().string();
 		while (std::getline(c, line)) {
-			unsigned long long v;
-			if (sscanf(line.c_str(), "device_resets %llu", &v) == 1) {
-				n += v;
-				any = true;
+			unsigned long long n;
+			dc.text += " " + line;
+			if (sscanf(line.c_str(), "device_resets %llu", &n) == 1) {
+				dc.device_resets = n;
+				dc.has_resets = true;
 			}
 		}
 		while (std::getline(q, line)) {
 			auto at = line.find(" resets ");
 			if (at != std::string::npos)
-				n += strtoull(line.c_str() + at + 8, nullptr, 10);
+				dc.queue_resets += strtoull(line.c_str() + at + 8, nullptr, 10);
+			at = line.find(" timeouts ");
+			if (at != std::string::npos)
+				dc.queue_timeouts += strtoull(line.c_str() + at + 10, nullptr, 10);
 		}
+		v.push_back(dc);
+	}
+	return v;
+}
+
+/*
+ * Resets of every refnpu device so far (device resets and each queue's): a
+ * job may fail with -EAGAIN only when this moved while it was in flight.
+ * UINT64_MAX, which never equals a sample, without debugfs.
+ */
+uint64_t reset_count()
+{
+	uint64_t n = 0;
+	bool any = false;
+
+	for (auto &dc : read_counters()) {
+		n += dc.device_resets + dc.queue_resets;
+		any |= dc.has_resets;
 	}
 	return any ? n : UINT64_MAX;
 }
 
 /*
- * The recovery counters of every refnpu device in debugfs, on one line:
- * printed before and after a run, so a failure shows whether a reset, a
- * TLB timeout or a queue reset happened while it ran.
+ * The recovery counters of every device on one line: printed before and
+ * after a run, so a failure shows whether a reset, a TLB timeout or a queue
+ * reset happened while it ran.
  */
 std::string debugfs_counters()
 {
 	std::string out;
-	std::error_code ec;
 
-	for (auto &d : fs::directory_iterator("/sys/kernel/debug/accel", ec)) {
-		std::ifstream c(d.path() / "counters"), q(d.path() / "queues");
-		std::string line;
-		uint64_t qresets = 0, qtimeouts = 0;
-		if (!c)
-			continue;
-		out += " " + d.path().filename().string() + ":";
-		while (std::getline(c, line))
-			out += " " + line;
-		while (std::getline(q, line)) {
-			auto at = line.find(" resets ");
-			if (at != std::string::npos)
-				qresets += strtoull(line.c_str() + at + 8, nullptr, 10);
-			at = line.find(" timeouts ");
-			if (at != std::string::npos)
-				qtimeouts += strtoull(line.c_str() + at + 10, nullptr, 10);
-		}
-		out += strf(" queue_timeouts %" PRIu64 " queue_resets %" PRIu64 ";", qtimeouts,
-			    qresets);
-	}
+	for (auto &dc : read_counters())
+		if (!dc.text.empty())
+			out += strf(" %s:%s queue_timeouts %" PRIu64 " queue_resets %" PRIu64 ";",
+				    dc.name.c_str(), dc.text.c_str(), dc.queue_timeouts,
+				    dc.queue_resets);
 	return out.empty() ? " (no debugfs)" : out;
 }
 
@@ -6744,7 +6753,8 @@ int main(int argc, char **argv)
 			int got = sscanf(line.c_str(), "%llu %llu %d %d", &s, &n, &procs, &threads);
 			if (got < 2)
 				continue;
-			if (got == 3 || procs < 1 || threads < 1 || procs * threads > kMaxWorkers) {
+			if (got == 3 || procs < 1 || threads < 1 || procs > kMaxWorkers ||
+			    threads > kMaxWorkers || procs * threads > kMaxWorkers) {
 				emit("refnpu-ioctl-fuzz: bad line in " + opt.regress + ": " + line);
 				return 2;
 			}

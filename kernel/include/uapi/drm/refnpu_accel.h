@@ -404,9 +404,9 @@ struct drm_refnpu_submit {
  *
  * A userptr BO has no mmap offset (DRM_IOCTL_REFNPU_BO_INFO reports 0: the
  * process maps the memory already) and cannot be exported as a dma-buf
- * (PRIME export fails with -EOPNOTSUPP), nor opened by global name in a
- * file of another process (DRM_IOCTL_GEM_OPEN fails with -EOPNOTSUPP):
- * its pages are the process's own. Available when
+ * (PRIME export fails with -EOPNOTSUPP), nor opened by global name by
+ * another process, even in a file it inherited (DRM_IOCTL_GEM_OPEN fails
+ * with -EOPNOTSUPP): its pages are the process's own. Available when
  * DRM_REFNPU_PARAM_CAPABILITIES has DRM_REFNPU_CAP_USERPTR.
  *
  * Errors: -EINVAL when @user_ptr or @size is not a multiple of the CPU page
