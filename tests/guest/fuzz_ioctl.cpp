@@ -80,6 +80,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <shared_mutex>
 #include <string>
@@ -754,6 +755,20 @@ struct Mem {
 	int home_dev = 0; /* the device that exports it (-1: vgem) */
 	uint32_t create_flags = 0;
 	bool flags_known = false; /* created here with create_flags */
+	/*
+	 * What BO_WAIT reports for its GEM object on home_dev, kept when the
+	 * worker drops its last Obj of it: the kernel object may outlive every
+	 * handle (another device's import holds the dma-buf), and a later
+	 * import into home_dev finds it again with the status of the last job
+	 * that listed it.
+	 */
+	struct ListedRecord {
+		uint64_t last_job = 0;
+		std::deque<uint64_t> listed_by;
+		int last_status = 0;
+		bool last_known = true;
+	};
+	std::optional<ListedRecord> home_listed;
 
 	Mem(MemKind k, uint64_t sz, uint64_t id) : uid(id), kind(k), size(sz)
 	{
@@ -815,6 +830,15 @@ struct Obj {
 	 * memory the process sees */
 	bool detached = false;
 	bool dev_ro() const { return flags & DRM_REFNPU_BO_DEVICE_RO; }
+	Obj() = default;
+	Obj(const Obj &) = delete;
+	Obj &operator=(const Obj &) = delete;
+	~Obj()
+	{
+		if (mem && !userptr && dev == mem->home_dev)
+			mem->home_listed =
+				Mem::ListedRecord{last_job, listed_by, last_status, last_known};
+	}
 };
 
 struct Handle {
@@ -1573,6 +1597,12 @@ std::shared_ptr<Obj> Worker::obj_for(const std::shared_ptr<Mem> &m, int d)
 	o->size = m->size;
 	o->domain = m->uid;
 	o->last_known = m->pending_listing == 0 && !m->shared;
+	if (m->home_listed && d == m->home_dev) {
+		o->last_job = m->home_listed->last_job;
+		o->listed_by = m->home_listed->listed_by;
+		o->last_status = m->home_listed->last_status;
+		o->last_known &= m->home_listed->last_known;
+	}
 	dev_objs_[d][m->uid] = o;
 	return o;
 }
