@@ -86,6 +86,39 @@ def time_table(entries):
                                     len(entries)))
 
 
+STAGE_RE = re.compile(r"^# host time: (.*)$")
+PART_RE = re.compile(r"^(.+) ([0-9.]+) s$")
+
+
+def stage_table(entries):
+    """Where the time of each guest run went (tests/vm/vmtest.py prints a
+    '# host time:' line: boot, module load, each program, teardown): a line
+    per run, then each stage's sum over all runs, largest first."""
+    runs = []
+    for e in entries:
+        for line in (e.get("stdout", "") or "").splitlines():
+            m = STAGE_RE.match(line.strip())
+            if not m:
+                continue
+            stages = {}
+            for part in m.group(1).split(", "):
+                pm = PART_RE.match(part)
+                if pm:
+                    stages[pm.group(1)] = stages.get(pm.group(1), 0.0) + float(pm.group(2))
+            runs.append((e.get("name", "").split(" / ", 1)[-1], stages))
+    if not runs:
+        return
+    width = max(len(r) for r, _ in runs)
+    print("guest time per stage (host seconds):")
+    total = {}
+    for r, st in runs:
+        print("  %-*s %s" % (width, r, ", ".join("%s %.1f" % kv for kv in st.items())))
+        for n, v in st.items():
+            total[n] = total.get(n, 0.0) + v
+    print("  %-*s %s" % (width, "all runs", ", ".join(
+        "%s %.1f" % kv for kv in sorted(total.items(), key=lambda kv: -kv[1]))))
+
+
 def main():
     path = sys.argv[1] if len(sys.argv) > 1 else "build/meson-logs/testlog.json"
     tp = tf = ts = 0
@@ -100,6 +133,7 @@ def main():
         print("test-summary: cannot read %s: %s" % (path, e), file=sys.stderr)
         tf += 1
     time_table(entries)
+    stage_table(entries)
     for entry in entries:
         p, f, s = count(entry)
         tp, tf, ts = tp + p, tf + f, ts + s

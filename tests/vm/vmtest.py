@@ -95,6 +95,7 @@ i=0
 while read -r line; do
     insmod $line > /tmp/insmod.log 2>&1 || { say "@@REFNPU INSMOD-FAIL $line@@"; cat /tmp/insmod.log > $P; }
 done < /etc/refnpu/modules
+say "@@REFNPU MODULES@@"
 for f in /etc/refnpu/cmd.*; do
     [ -e "$f" ] || continue
     n=${f##*.}
@@ -108,6 +109,7 @@ for f in /etc/refnpu/cmd.*; do
         say "@@REFNPU FILE-END@@"
     fi
 done
+say "@@REFNPU TEARDOWN@@"
 if [ -e /sys/kernel/debug/kmemleak ]; then
     echo scan > /sys/kernel/debug/kmemleak
     sleep 1
@@ -125,6 +127,28 @@ say "@@REFNPU DONE@@"
 sync
 poweroff -f
 """
+
+
+def stage_times(at, args, elapsed):
+    """Where the host's wall time went: boot (to init), module load, each
+    command, teardown (kmemleak scan, kernel log) and power-off, from the
+    host times at which the guest's protocol lines arrived."""
+    def span(a, b):
+        return "%.1f s" % (b - a) if a is not None and b is not None else "?"
+
+    booted = at.get(("BOOTED", ""))
+    boot = "%.1f s" % booted if booted is not None else "?"
+    out = ["boot " + boot, "modules " + span(booted, at.get(("MODULES", "")))]
+    # a command's time runs to the next stage: its results' transfer counts
+    begins = [at.get(("CMD-BEGIN", "%03d" % i)) for i in range(len(args.cmd))]
+    ends = begins[1:] + [at.get(("TEARDOWN", ""))]
+    for i, c in enumerate(args.cmd):
+        name = args.name[i] if i < len(args.name) else c.split()[0].split("/")[-1]
+        out.append("%s %s" % (name, span(begins[i], ends[i])))
+    done = at.get(("DONE", ""))
+    out += ["teardown " + span(at.get(("TEARDOWN", "")), done),
+            "power-off " + span(done, elapsed)]
+    return ", ".join(out)
 
 
 def die(msg):
@@ -450,6 +474,8 @@ def run(args, work, vmlinuz, moddir, qemu):
         qemu_proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT)
         lines = []
+        # host time (since t0) at which each protocol line arrived
+        stamps = {}
         first_line_at = [None]
         reader_done = threading.Event()
 
@@ -460,6 +486,8 @@ def run(args, work, vmlinuz, moddir, qemu):
                     line = raw.decode("utf-8", "replace").rstrip("\r\n")
                     if first_line_at[0] is None and "BOOTED" in line:
                         first_line_at[0] = time.monotonic()
+                    if line.strip().startswith(PROTO):
+                        stamps[len(lines)] = time.monotonic() - t0
                     lines.append(line)
             reader_done.set()
 
@@ -503,7 +531,9 @@ def run(args, work, vmlinuz, moddir, qemu):
     cur = None
     cur_file = None
     insmod_fail = []
-    for line in lines:
+    # host time of each stage: boot, module load, each command, teardown
+    at = {}
+    for idx, line in enumerate(lines):
         m = re.match(r"^@@REFNPU (\S+)(?: (.*))?@@$", line.strip())
         if cur_file is not None:
             if m and m.group(1) == "FILE-END":
@@ -517,6 +547,8 @@ def run(args, work, vmlinuz, moddir, qemu):
                 outputs[cur].append(line)
             continue
         kind, arg = m.group(1), m.group(2) or ""
+        if kind in ("BOOTED", "MODULES", "CMD-BEGIN", "TEARDOWN", "DONE"):
+            at[(kind, arg.split(" ")[0] if kind == "CMD-BEGIN" else "")] = stamps.get(idx)
         if kind == "BOOTED":
             boot_time = float(arg)
         elif kind == "INSMOD-FAIL":
@@ -645,6 +677,7 @@ def run(args, work, vmlinuz, moddir, qemu):
           % ("%.2f" % host_boot if host_boot is not None else "?",
              "%.2f" % boot_time if boot_time is not None else "?", elapsed,
              args.log or "(not kept)"))
+    print("# host time: " + stage_times(at, args, elapsed))
     if splats or failed:
         sys.stderr.write(console[-4000:] if console else "(no console output)\n")
     return 1 if failed else 0
