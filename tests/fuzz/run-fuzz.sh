@@ -11,7 +11,8 @@
 # TAP on stdout.
 #
 # Usage: tests/fuzz/run-fuzz.sh [SECONDS-PER-TARGET] [TARGET...]
-#   SECONDS-PER-TARGET  default 50 (REFNPU_FUZZ_SECONDS)
+#   SECONDS-PER-TARGET  default 50 (REFNPU_FUZZ_SECONDS); meson passes an
+#                       eighth of its fuzz_budget option
 #   TARGET              default: refnpu-fuzz generic-fuzz-refnpu
 set -euo pipefail
 
@@ -67,7 +68,12 @@ for t in "${targets[@]}"; do
 		-max_len=4096 -len_control=0 -print_final_stats=1
 		-artifact_prefix="$artifacts/$t-" "$work/$t")
 	[ -d "$corpus" ] && args+=("$corpus")
-	if "$fuzz" --fuzz-target="$t" "${args[@]}" >"$log" 2>&1; then
+	# libFuzzer picks a fresh seed each run and logs it; -seed=N repeats
+	# the run's mutation sequence (qemu/README.md, "Fuzzing").
+	rc=0
+	"$fuzz" --fuzz-target="$t" "${args[@]}" >"$log" 2>&1 || rc=$?
+	seed=$(grep -m1 -o 'INFO: Seed: [0-9]*' "$log" || true)
+	if [ $rc -eq 0 ]; then
 		stats=$(grep -E '^#[0-9]+.*(DONE|pulse)' "$log" | tail -n1 || true)
 		echo "ok $n - $t: fuzzed ${seconds}s, no crash"
 		[ -z "$stats" ] || echo "# $stats"
@@ -76,5 +82,6 @@ for t in "${targets[@]}"; do
 		tail -n 80 "$log" | sed 's/^/# /'
 		failed=1
 	fi
+	echo "# $t: ${seed:-seed not logged}"
 done
 exit $failed
