@@ -297,6 +297,21 @@ def gtest_cases(xml_bytes):
             yield name, "pass", ""
 
 
+def gtest_slowest(xml_bytes, prefix, out):
+    """Add (seconds, "PREFIX: Suite.Case") for each case of a GoogleTest XML
+    to @out, for the run's list of its slowest cases."""
+    try:
+        root = ET.fromstring(xml_bytes)
+    except ET.ParseError:
+        return
+    for case in root.iter("testcase"):
+        try:
+            out.append((float(case.get("time") or 0), "%s: %s.%s" % (
+                prefix, case.get("classname"), case.get("name"))))
+        except ValueError:
+            pass
+
+
 KTAP_RE = re.compile(r"^\s*(ok|not ok) (\d+) (\S.*?)(?:\s+#\s*(SKIP.*))?$")
 
 
@@ -581,12 +596,15 @@ def run(args, work, vmlinuz, moddir, qemu):
             with open(os.path.join(args.outdir, "cmd.%03d.log" % n), "w") as f:
                 f.write("\n".join(out) + "\n")
 
+    slowest = []
     for i, c in enumerate(args.cmd):
         name = args.name[i] if i < len(args.name) else c.split()[0].split("/")[-1]
         out = "\n".join(outputs.get(i, []))
         if args.verbose or rcs.get(i, 1) not in (0, 77):
             sys.stderr.write("---- guest: %s (exit %s) ----\n%s\n" % (c, rcs.get(i), out))
         xml = files.get("gtest.%03d.xml" % i)
+        if xml:
+            gtest_slowest(xml, name, slowest)
         cases = []
         if xml:
             try:
@@ -678,6 +696,9 @@ def run(args, work, vmlinuz, moddir, qemu):
              "%.2f" % boot_time if boot_time is not None else "?", elapsed,
              args.log or "(not kept)"))
     print("# host time: " + stage_times(at, args, elapsed))
+    slow = [c for c in sorted(slowest, reverse=True)[:8] if c[0] >= 1.0]
+    if slow:
+        print("# slowest cases: " + ", ".join("%s %.1f s" % (n, t) for t, n in slow))
     if splats or failed:
         sys.stderr.write(console[-4000:] if console else "(no console output)\n")
     return 1 if failed else 0
