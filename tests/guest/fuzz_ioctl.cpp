@@ -482,6 +482,42 @@ uint64_t reset_count()
 }
 
 /*
+ * Where process @pid waits, for a child that did not exit: its state, its
+ * wait channel, its kernel stack (root only) and, when it is in a system
+ * call, the call and the mapping its first argument points into (a futex
+ * in libc's or libstdc++'s data is a lock a sibling thread held at fork).
+ */
+std::string where_waits(pid_t pid)
+{
+	std::string out, sc;
+	auto add = [&](const std::string &s) { out += (out.empty() ? "" : " | ") + s; };
+
+	for (const char *f : {"status", "wchan", "stack", "syscall"}) {
+		std::ifstream in(strf("/proc/%d/%s", int(pid), f));
+		std::string line;
+		while (std::getline(in, line)) {
+			if (!strcmp(f, "status") && line.rfind("State:", 0))
+				continue;
+			if (!strcmp(f, "syscall"))
+				sc = line;
+			add(line);
+		}
+	}
+	/* "NR arg0 ...": the mapping holding arg0 */
+	unsigned long long nr, a0;
+	if (sscanf(sc.c_str(), "%llu %llx", &nr, &a0) == 2) {
+		std::ifstream maps(strf("/proc/%d/maps", int(pid)));
+		std::string line;
+		while (std::getline(maps, line)) {
+			unsigned long long lo, hi;
+			if (sscanf(line.c_str(), "%llx-%llx", &lo, &hi) == 2 && a0 >= lo && a0 < hi)
+				add(strf("arg0 0x%llx in ", a0) + line);
+		}
+	}
+	return out.empty() ? "(nothing in /proc)" : out;
+}
+
+/*
  * The recovery counters of every device on one line: printed before and
  * after a run, so a failure shows whether a reset, a TLB timeout or a queue
  * reset happened while it ran.
@@ -5504,7 +5540,8 @@ void Worker::reap_children(bool final)
 				}
 			}
 			if (!c.kill_sent && now >= c.deadline) {
-				violation(K_FORK, strf("forked child %d hung", int(c.pid)));
+				violation(K_FORK, strf("forked child %d hung: ", int(c.pid)) +
+							  where_waits(c.pid));
 				kill(c.pid, SIGKILL);
 				c.kill_sent = true;
 			}
