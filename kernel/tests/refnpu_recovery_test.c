@@ -408,9 +408,28 @@ static void rec_wait_fetched(struct kunit *test, struct refnpu_device *rdev,
 }
 
 /*
+ * Wait until the move job whose BO is mapped at @p has run its commands:
+ * its last one, the fill, is done. The device takes the job (and its
+ * injection) before it runs the commands, so a reset right after the
+ * fetch may stop it before it moved anything.
+ */
+static void rec_wait_moved(struct kunit *test, const u8 *p)
+{
+	unsigned long end = jiffies + msecs_to_jiffies(REFNPU_TEST_WAIT_MS);
+
+	while (memchr_inv(p + REC_SRC, REC_FILL, REC_MOVE_BYTES) &&
+	       time_before(jiffies, end))
+		usleep_range(1000, 2000);
+	KUNIT_ASSERT_NULL(test, memchr_inv(p + REC_SRC, REC_FILL,
+					   REC_MOVE_BYTES));
+}
+
+/*
  * A device reset nobody is blamed for (debugfs): the job in flight had
  * started, so it fails with -EAGAIN and does not run again; the job
- * queued behind it had not, so it runs after the reset.
+ * queued behind it had not, so it runs after the reset. The reset comes
+ * once the first job has run its commands and sits in its injected delay,
+ * so that it ran exactly once is certain.
  */
 static void recovery_device_reset_fails_started_job(struct kunit *test)
 {
@@ -427,6 +446,7 @@ static void recovery_device_reset_fails_started_job(struct kunit *test)
 	KUNIT_ASSERT_EQ(test, refnpu_test_submit(test, f->filp, 0, bo2, size2),
 			0);
 	rec_wait_fetched(test, f->rdev, 0);
+	rec_wait_moved(test, p);
 	refnpu_device_reset_async(f->rdev);
 
 	KUNIT_ASSERT_EQ(test, refnpu_test_wait(test, f->filp, bo,
