@@ -129,6 +129,11 @@ poweroff -f
 """
 
 
+def cmd_name(args, i):
+    """The name of command @i: its --name, else its program's name."""
+    return args.name[i] if i < len(args.name) else args.cmd[i].split()[0].split("/")[-1]
+
+
 def stage_times(at, args, elapsed):
     """Where the host's wall time went: boot (to init), module load, each
     command, teardown (kmemleak scan, kernel log) and power-off, from the
@@ -142,9 +147,8 @@ def stage_times(at, args, elapsed):
     # a command's time runs to the next stage: its results' transfer counts
     begins = [at.get(("CMD-BEGIN", "%03d" % i)) for i in range(len(args.cmd))]
     ends = begins[1:] + [at.get(("TEARDOWN", ""))]
-    for i, c in enumerate(args.cmd):
-        name = args.name[i] if i < len(args.name) else c.split()[0].split("/")[-1]
-        out.append("%s %s" % (name, span(begins[i], ends[i])))
+    for i in range(len(args.cmd)):
+        out.append("%s %s" % (cmd_name(args, i), span(begins[i], ends[i])))
     done = at.get(("DONE", ""))
     out += ["teardown " + span(at.get(("TEARDOWN", "")), done),
             "power-off " + span(done, elapsed)]
@@ -282,34 +286,24 @@ def find_busybox():
 
 
 def gtest_cases(xml_bytes):
-    """Yield (name, status, message) for each test case in a GoogleTest XML."""
+    """Yield (name, status, message, seconds) for each test case in a
+    GoogleTest XML."""
     root = ET.fromstring(xml_bytes)
     for case in root.iter("testcase"):
         name = "%s.%s" % (case.get("classname"), case.get("name"))
         fails = case.findall("failure")
         skipped = case.find("skipped") is not None or case.get("result") == "skipped"
+        try:
+            secs = float(case.get("time") or 0)
+        except ValueError:
+            secs = 0.0
         if fails:
             msg = (fails[0].get("message") or "").splitlines()
-            yield name, "fail", msg[0] if msg else ""
+            yield name, "fail", msg[0] if msg else "", secs
         elif skipped:
-            yield name, "skip", ""
+            yield name, "skip", "", secs
         else:
-            yield name, "pass", ""
-
-
-def gtest_slowest(xml_bytes, prefix, out):
-    """Add (seconds, "PREFIX: Suite.Case") for each case of a GoogleTest XML
-    to @out, for the run's list of its slowest cases."""
-    try:
-        root = ET.fromstring(xml_bytes)
-    except ET.ParseError:
-        return
-    for case in root.iter("testcase"):
-        try:
-            out.append((float(case.get("time") or 0), "%s: %s.%s" % (
-                prefix, case.get("classname"), case.get("name"))))
-        except ValueError:
-            pass
+            yield name, "pass", "", secs
 
 
 KTAP_RE = re.compile(r"^\s*(ok|not ok) (\d+) (\S.*?)(?:\s+#\s*(SKIP.*))?$")
@@ -598,17 +592,17 @@ def run(args, work, vmlinuz, moddir, qemu):
 
     slowest = []
     for i, c in enumerate(args.cmd):
-        name = args.name[i] if i < len(args.name) else c.split()[0].split("/")[-1]
+        name = cmd_name(args, i)
         out = "\n".join(outputs.get(i, []))
         if args.verbose or rcs.get(i, 1) not in (0, 77):
             sys.stderr.write("---- guest: %s (exit %s) ----\n%s\n" % (c, rcs.get(i), out))
         xml = files.get("gtest.%03d.xml" % i)
-        if xml:
-            gtest_slowest(xml, name, slowest)
         cases = []
         if xml:
             try:
-                cases = [("%s: %s" % (name, n), s, msg) for n, s, msg in gtest_cases(xml)]
+                parsed = list(gtest_cases(xml))
+                cases = [("%s: %s" % (name, n), s, msg) for n, s, msg, _ in parsed]
+                slowest += [(t, "%s: %s" % (name, n)) for n, _, _, t in parsed]
             except ET.ParseError as e:
                 cases = [("%s: gtest XML" % name, "fail", "unparsable XML: %s" % e)]
         kcases = [("%s: %s" % (name, n), s, "") for n, s in ktap_cases(out)]
