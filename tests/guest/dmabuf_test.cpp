@@ -1852,8 +1852,14 @@ TEST_F(DmaBuf, UnorderedUserptrAliasesMayReadALaterWrite)
 	pattern(src.bytes(), page, 5);
 	memset(dst.bytes(), 0, page);
 
-	/* queue 0: a job held for 1.5 s, then R (the ring keeps their order) */
-	ASSERT_TRUE(nodes[0].inject(0, REFNPU_DBG_INJECT_DELAY, 1500000));
+	/*
+	 * queue 0: a job held for 1.5 s, or half the job timeout when that is
+	 * shorter (the delay must not read as a hang), then R (the ring keeps
+	 * their order)
+	 */
+	uint64_t hold_us = std::min<uint64_t>(
+		1500000, get_param(fd, DRM_REFNPU_PARAM_JOB_TIMEOUT_MS) * 1000 / 2);
+	ASSERT_TRUE(nodes[0].inject(0, REFNPU_DBG_INJECT_DELAY, uint32_t(hold_us)));
 	Job hold(fd, 0), r(fd, 0), w(fd, 1);
 	CmdBuf nop, rc, wc;
 	nop.add<refnpu_cmd_nop>(REFNPU_OP_NOP, REFNPU_CMD_NOP_SIZE);
