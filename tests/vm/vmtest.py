@@ -262,7 +262,9 @@ def decompressed_module(moddir, rel, cachedir):
     out = os.path.join(cachedir, name)
     if os.path.exists(out) and os.path.getmtime(out) >= os.path.getmtime(src):
         return out
-    tmp = out + ".tmp"
+    # Two guest runs may decompress the same module at once: each writes a
+    # file of its own and renames it into place.
+    tmp = "%s.tmp.%d" % (out, os.getpid())
     if src.endswith(".xz"):
         subprocess.check_call("xz -dc %s > %s" % (shlex.quote(src), shlex.quote(tmp)), shell=True)
     elif src.endswith(".zst"):
