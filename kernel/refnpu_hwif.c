@@ -34,7 +34,6 @@
 
 #define REFNPU_RING_BYTES	(REFNPU_RING_ENTRIES * REFNPU_JOB_DESC_SIZE)
 #define REFNPU_COMP_BYTES	(REFNPU_RING_ENTRIES * REFNPU_COMPLETION_SIZE)
-#define REFNPU_TLB_TIMEOUT_US	10000
 
 static_assert(sizeof(struct refnpu_job_desc) == REFNPU_JOB_DESC_SIZE);
 static_assert(sizeof(struct refnpu_completion) == REFNPU_COMPLETION_SIZE);
@@ -383,7 +382,7 @@ static int hwif_tlb_invalidate(struct refnpu_device *rdev, u32 ctx_id)
 	hwif_write(hw, REFNPU_REG_TLB_INVALIDATE,
 		   ctx_id & REFNPU_TLB_INV_CTX_MASK);
 	return read_poll_timeout(hwif_read, val, !(val & REFNPU_TLB_INV_BUSY),
-				 1, REFNPU_TLB_TIMEOUT_US, false, hw,
+				 1, REFNPU_TLB_INV_TIMEOUT_US, false, hw,
 				 REFNPU_REG_TLB_INVALIDATE);
 }
 

@@ -167,8 +167,14 @@
 
 /* REFNPU_REG_RESET: write this value to reset the whole device */
 #define REFNPU_RESET_GO			REFNPU_BIT(0)
-/* Upper bound the device takes to set REFNPU_STATUS_READY after reset */
-#define REFNPU_RESET_TIMEOUT_US		100000
+/*
+ * Upper bound the device takes to set REFNPU_STATUS_READY after a reset
+ * (and to clear REFNPU_Q_STATUS_RESETTING after a queue reset). Generous
+ * for silicon: the device is emulated by host threads, which an
+ * oversubscribed host may keep off the CPU for tens of milliseconds
+ * (Documentation/hardware.rst).
+ */
+#define REFNPU_RESET_TIMEOUT_US		1000000
 
 /* REFNPU_REG_IRQ_STATUS / REFNPU_REG_IRQ_MASK */
 #define REFNPU_IRQ_QUEUE(q)		REFNPU_BIT(q)
@@ -182,6 +188,8 @@
 #define REFNPU_TLB_INV_CTX_MASK		REFNPU_GENMASK(23, 0)
 #define REFNPU_TLB_INV_ALL		REFNPU_BIT(31)	/* ignore CTX field */
 #define REFNPU_TLB_INV_BUSY		REFNPU_BIT(0)
+/* Upper bound REFNPU_TLB_INV_BUSY reads set after a write (as the reset's) */
+#define REFNPU_TLB_INV_TIMEOUT_US	1000000
 
 /* REFNPU_REG_FAULT_STATUS */
 #define REFNPU_FAULT_STATUS_VALID	REFNPU_BIT(0)
