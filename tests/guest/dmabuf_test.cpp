@@ -1854,11 +1854,12 @@ TEST_F(DmaBuf, UnorderedUserptrAliasesMayReadALaterWrite)
 
 	/*
 	 * queue 0: a job held for 1.5 s, or half the job timeout when that is
-	 * shorter (the delay must not read as a hang), then R (the ring keeps
-	 * their order)
+	 * shorter (the delay must not read as a hang; 0 is no timeout), then R
+	 * (the ring keeps their order)
 	 */
-	uint64_t hold_us = std::min<uint64_t>(
-		1500000, get_param(fd, DRM_REFNPU_PARAM_JOB_TIMEOUT_MS) * 1000 / 2);
+	uint64_t timeout_ms = get_param(fd, DRM_REFNPU_PARAM_JOB_TIMEOUT_MS);
+	uint64_t hold_us =
+		timeout_ms ? std::min<uint64_t>(1500000, timeout_ms * 1000 / 2) : 1500000;
 	ASSERT_TRUE(nodes[0].inject(0, REFNPU_DBG_INJECT_DELAY, uint32_t(hold_us)));
 	Job hold(fd, 0), r(fd, 0), w(fd, 1);
 	CmdBuf nop, rc, wc;
