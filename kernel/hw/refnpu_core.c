@@ -520,6 +520,44 @@ static __u32 write_completion(struct refnpu_core_queue *q, __u64 addr,
 			&done, sizeof(done), true);
 }
 
+/*
+ * REFNPU_DBG_INJECT_STUCK: hang, and once a register reset asks the job to
+ * stop, go on for @us more (at most REFNPU_DBG_STUCK_MAX_US), like an
+ * engine that is slow to stop.  A hard reset or the device's removal stops
+ * it at once.  Returns the job's status; *@late is set when the job went
+ * on for the whole time after a register reset.
+ */
+static __u32 job_stuck(struct refnpu_core_job *job, __u32 us, bool *late)
+{
+	struct refnpu_core_queue *q = job->q;
+	struct refnpu_core *c = q->core;
+	__u32 st = job_wait(job, 0);
+	__u64 deadline;
+
+	*late = false;
+	if (st != REFNPU_ERR_ABORTED)
+		return st;
+	if (us > REFNPU_DBG_STUCK_MAX_US)
+		us = REFNPU_DBG_STUCK_MAX_US;
+	deadline = core_now(c) + (__u64)us * NS_PER_US;
+	for (;;) {
+		__u64 now = core_now(c);
+		bool soft;
+
+		core_lock(c, (int)q->idx);
+		soft = q->reset_req && q->abort_record && !q->stop;
+		core_unlock(c, (int)q->idx);
+		if (!soft || !c->ops->wait)
+			return st;
+		if (now >= deadline) {
+			*late = true;
+			return st;
+		}
+		c->ops->wait(c->opaque, q->idx,
+			     min_u64(REFNPU_CORE_WAIT_SLICE_NS, deadline - now));
+	}
+}
+
 /* Execute the job: injection first, then the command buffer. */
 static void job_execute(struct refnpu_core_job *job,
 			const struct refnpu_job_desc *d,
@@ -545,6 +583,15 @@ static void job_execute(struct refnpu_core_job *job,
 		return;
 	}
 
+	if (inj->bits & REFNPU_DBG_INJECT_STUCK) {
+		bool late;
+
+		res->status = job_stuck(job, inj->delay_us, &late);
+		/* A late write: what the driver must not have freed yet. */
+		if (late && (inj->bits & REFNPU_DBG_INJECT_STRAY_DMA))
+			stray_dma(q, inj->fault_va);
+		return;
+	}
 	if (inj->bits & REFNPU_DBG_INJECT_STRAY_DMA) {
 		res->status = stray_dma(q, inj->fault_va);
 		if (res->status) {
