@@ -8,7 +8,8 @@
  *   counters   device-wide counters
  *   registers  the device's registers (through the backend)
  *   reset      write 1 to reset the device (jobs in flight fail with -EAGAIN,
- *              queued ones are resubmitted)
+ *              queued ones are resubmitted); on a wedged device (counters:
+ *              "wedged 1") this tries the reset again
  *   inject     write "<queue> <flags> [<error> [<delay_us> [<fault_va>]]]"
  *              to arm fault injection (REFNPU_DBG_INJECT_* flags) for the
  *              next job of a queue, or "spurious <vector>" to make the
@@ -90,11 +91,12 @@ static int refnpu_debugfs_counters(struct seq_file *m, void *unused)
 {
 	struct refnpu_device *rdev = to_refnpu(((struct drm_debugfs_entry *)m->private)->dev);
 
-	seq_printf(m, "device_resets %lld\nfaults %lld\nspurious_irqs %lld\ntlb_timeouts %lld\n",
+	seq_printf(m, "device_resets %lld\nfaults %lld\nspurious_irqs %lld\ntlb_timeouts %lld\nwedged %d\n",
 		   atomic64_read(&rdev->device_resets),
 		   atomic64_read(&rdev->mmu_faults),
 		   atomic64_read(&rdev->spurious_irqs),
-		   atomic64_read(&rdev->tlb_timeouts));
+		   atomic64_read(&rdev->tlb_timeouts),
+		   READ_ONCE(rdev->wedged));
 	return 0;
 }
 

@@ -157,6 +157,9 @@ struct refnpu_queue {
  * @bo_lock: protects @bo_list
  * @bo_list: every BO of the device
  * @device_resets: number of device resets
+ * @wedged: the last device reset failed: the device is cut off from
+ *	memory and every job fails with -EIO until a reset succeeds
+ *	(written by recovery only, on @reset_wq)
  * @mmu_faults: number of device MMU faults reported
  * @spurious_irqs: interrupts that found nothing to do: spurious ones, or
  *	ones whose completions an earlier interrupt already reported
@@ -190,6 +193,7 @@ struct refnpu_device {
 	struct mutex bo_lock; /* protects bo_list */
 	struct list_head bo_list;
 	atomic64_t device_resets;
+	bool wedged;
 	atomic64_t mmu_faults;
 	atomic64_t spurious_irqs;
 	struct ratelimit_state fault_rs;

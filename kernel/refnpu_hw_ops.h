@@ -110,7 +110,12 @@ struct refnpu_hw_inject {
  *	queue. May sleep.
  * @reset: reset the whole device, report every queue's jobs as
  *	@queue_reset does and restart every queue empty, keeping the context
- *	table. May sleep.
+ *	table. After @wedge, a reset that succeeds lets the device reach
+ *	memory again. May sleep.
+ * @wedge: after a reset failed: cut the device off from memory (on PCI,
+ *	bus mastering off), mask its interrupts and drop what its rings
+ *	hold, so that nothing the device was given can be touched by it any
+ *	more. Only a later @reset that succeeds undoes it. May sleep.
  * @timestamp: read the device's timestamp counter.
  * @inject: arm fault injection for the next job of a queue; -EOPNOTSUPP
  *	when the device has no fault injection.
@@ -130,6 +135,7 @@ struct refnpu_hw_ops {
 	void (*queue_poll)(struct refnpu_device *rdev, unsigned int queue);
 	int (*queue_reset)(struct refnpu_device *rdev, unsigned int queue);
 	int (*reset)(struct refnpu_device *rdev);
+	void (*wedge)(struct refnpu_device *rdev);
 	u64 (*timestamp)(struct refnpu_device *rdev);
 	int (*inject)(struct refnpu_device *rdev, unsigned int queue,
 		      const struct refnpu_hw_inject *inj);

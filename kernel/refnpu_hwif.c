@@ -355,9 +355,15 @@ static void hwif_fini(struct refnpu_device *rdev)
 	if (!hw->ready)
 		return;
 
-	/* Quiesce the device before its rings go away. */
+	/*
+	 * Quiesce the device before its rings go away; if it does not stop,
+	 * keep it away from memory instead.
+	 */
 	hwif_write(hw, REFNPU_REG_IRQ_MASK, ~0U);
-	hwif_device_reset(hw);
+	if (hwif_device_reset(hw) && !hw->dma_off) {
+		hw->bus->set_dma(hw, false);
+		hw->dma_off = true;
+	}
 	WRITE_ONCE(hw->ready, false);
 	hw->bus->sync_irqs(hw);
 	hwif_free_rings(hw);
@@ -467,11 +473,48 @@ static int hwif_reset(struct refnpu_device *rdev)
 	hwif_set_ctx_table(rdev, hw->ctx_table_dma, hw->ctx_count);
 	for (q = 0; q < hw->num_queues; q++)
 		hwif_queue_restart(hw, q);
+	/* Reset, its TLB empty, its rings restarted: memory is safe again. */
+	if (hw->dma_off) {
+		hw->bus->set_dma(hw, true);
+		hw->dma_off = false;
+	}
 	hwif_write(hw, REFNPU_REG_FAULT_ACK, REFNPU_FAULT_ACK_GO);
 	hwif_write(hw, REFNPU_REG_IRQ_STATUS, ~0U);
 	hwif_write(hw, REFNPU_REG_IRQ_MASK, hwif_irq_mask_on(hw));
 
 	return 0;
+}
+
+/*
+ * A reset failed: the device may still be running jobs whose memory the
+ * core is about to give back. Cut it off from memory first, then report
+ * what it completed before that (a record it wrote is a job that ended),
+ * and empty the rings; the core fails every job left.
+ */
+static void hwif_wedge(struct refnpu_device *rdev)
+{
+	struct refnpu_hwif *hw = to_hwif(rdev);
+	unsigned long flags;
+	unsigned int q;
+
+	hwif_write(hw, REFNPU_REG_IRQ_MASK, ~0U);
+	if (!hw->dma_off) {
+		hw->bus->set_dma(hw, false);
+		hw->dma_off = true;
+	}
+	hw->bus->sync_irqs(hw);
+
+	for (q = 0; q < hw->num_queues; q++) {
+		struct refnpu_queue *queue = &rdev->queues[q];
+		struct refnpu_hwif_ring *ring = &hw->rings[q];
+
+		spin_lock_irqsave(&queue->lock, flags);
+		hwif_process(hw, q, true);
+		memset(ring->comp, 0, REFNPU_COMP_BYTES);
+		ring->head = 0;
+		ring->tail = 0;
+		spin_unlock_irqrestore(&queue->lock, flags);
+	}
 }
 
 static u64 hwif_timestamp(struct refnpu_device *rdev)
@@ -547,6 +590,7 @@ const struct refnpu_hw_ops refnpu_hwif_ops = {
 	.queue_poll = hwif_queue_poll,
 	.queue_reset = hwif_queue_reset,
 	.reset = hwif_reset,
+	.wedge = hwif_wedge,
 	.timestamp = hwif_timestamp,
 	.inject = hwif_inject,
 	.spurious_irq = hwif_spurious_irq,

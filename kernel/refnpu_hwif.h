@@ -20,11 +20,14 @@ struct refnpu_hwif;
  * @read32: read a 32-bit register at byte offset @off of BAR0
  * @write32: write a 32-bit register
  * @sync_irqs: wait until no interrupt handler of the device runs
+ * @set_dma: let the device reach memory, or not (PCI: bus mastering);
+ *	once it returns false, no access of the device lands any more
  */
 struct refnpu_hwif_bus {
 	u32 (*read32)(struct refnpu_hwif *hw, u32 off);
 	void (*write32)(struct refnpu_hwif *hw, u32 off, u32 val);
 	void (*sync_irqs)(struct refnpu_hwif *hw);
+	void (*set_dma)(struct refnpu_hwif *hw, bool on);
 };
 
 /**
@@ -58,6 +61,7 @@ struct refnpu_hwif_ring {
  * @ctx_table_dma: context table programmed by the core, restored on reset
  * @ctx_count: its entry count
  * @ready: rings are set up; interrupt handlers may touch them
+ * @dma_off: wedged: the bus keeps the device away from memory
  * @rings: one ring per queue
  */
 struct refnpu_hwif {
@@ -70,6 +74,7 @@ struct refnpu_hwif {
 	dma_addr_t ctx_table_dma;
 	u32 ctx_count;
 	bool ready;
+	bool dma_off;
 	struct refnpu_hwif_ring rings[REFNPU_MAX_QUEUES];
 };
 

@@ -212,6 +212,10 @@ static struct dma_fence *__refnpu_job_run(struct refnpu_job *job)
 	if (READ_ONCE(job->ctx->banned))
 		return ERR_PTR(-ECANCELED);
 
+	/* Recovery stops every scheduler around a change of this. */
+	if (READ_ONCE(rdev->wedged))
+		return ERR_PTR(-EIO);
+
 	if (!drm_dev_enter(&rdev->drm, &idx))
 		return ERR_PTR(-ENODEV);
 
@@ -450,9 +454,10 @@ static void refnpu_job_blame(struct refnpu_job *job)
  * fails with @bad_err; a job the device reported as stopped by the reset
  * had started and may have written part of its output, so it fails with
  * the errno of REFNPU_ERR_ABORTED (-EAGAIN) instead of running twice; a
- * job of a banned context is cancelled; the others had not started and
- * are written into the empty ring again, in their original order and
- * with their original sequence numbers.
+ * job of a banned context is cancelled; on a wedged device the others
+ * fail with -EIO; else they had not started and are written into the
+ * empty ring again, in their original order and with their original
+ * sequence numbers.
  */
 static void refnpu_queue_resubmit(struct refnpu_queue *q,
 				  struct refnpu_job *bad, int bad_err)
@@ -479,6 +484,11 @@ static void refnpu_queue_resubmit(struct refnpu_queue *q,
 		}
 		if (READ_ONCE(job->ctx->banned)) {
 			refnpu_job_abort_locked(job, -ECANCELED);
+			continue;
+		}
+		if (READ_ONCE(rdev->wedged)) {
+			atomic64_inc(&q->stats.failed);
+			refnpu_job_abort_locked(job, -EIO);
 			continue;
 		}
 
@@ -521,6 +531,26 @@ static void refnpu_queue_reattach(struct refnpu_queue *q)
 }
 
 /*
+ * A device reset failed (Documentation/driver.rst, "Wedged device"): the
+ * device may still be running the jobs in its rings and walking their
+ * page tables, so nothing it was given may be given back until it is cut
+ * off from memory. The backend does that and reports what completed
+ * before; recovery then fails every job left with -EIO, and jobs fail
+ * with -EIO until a device reset succeeds. What failed TLB invalidations
+ * quarantined stays quarantined until then; invalidations are skipped
+ * meanwhile (refnpu_mmu_tlb_invalidate()), since the reset that ends the
+ * wedge drops every cached translation before memory is reachable again.
+ */
+static void refnpu_wedge(struct refnpu_device *rdev, int err)
+{
+	rdev->hw_ops->wedge(rdev);
+	if (!READ_ONCE(rdev->wedged))
+		refnpu_err(rdev, "device reset failed (%d): device wedged, cut off from memory; jobs fail with -EIO until a reset succeeds\n",
+			   err);
+	WRITE_ONCE(rdev->wedged, true);
+}
+
+/*
  * Recovery, run on the ordered reset workqueue (the schedulers' timeout
  * workqueue), which serialises it against every other timeout and reset:
  *   1. stop the schedulers of the queues being reset;
@@ -531,7 +561,8 @@ static void refnpu_queue_reattach(struct refnpu_queue *q)
  *      the limit;
  *   4. fail the guilty job with @bad_err and the stopped ones with
  *      -EAGAIN, cancel banned contexts' jobs, resubmit the jobs that had
- *      not started;
+ *      not started (or, when the device reset failed, cut the device off
+ *      from memory and fail them with -EIO: refnpu_wedge());
  *   5. restart the schedulers.
  */
 static void refnpu_recover(struct refnpu_device *rdev, struct refnpu_queue *bq,
@@ -566,10 +597,15 @@ static void refnpu_recover(struct refnpu_device *rdev, struct refnpu_queue *bq,
 		ret = rdev->hw_ops->reset(rdev);
 		trace_refnpu_reset(refnpu_dev_index(rdev), -1, ret);
 		atomic64_inc(&rdev->device_resets);
-		if (ret)
-			refnpu_err(rdev, "device reset failed: %d\n", ret);
-		else
+		if (ret) {
+			refnpu_wedge(rdev, ret);
+		} else {
+			if (READ_ONCE(rdev->wedged)) {
+				WRITE_ONCE(rdev->wedged, false);
+				refnpu_info(rdev, "device reset succeeded: no longer wedged\n");
+			}
 			refnpu_mmu_reset_done(rdev);
+		}
 	}
 
 	/* The guilty job may have completed before the reset after all. */

@@ -437,6 +437,16 @@ static int refnpu_mmu_tlb_invalidate(struct refnpu_device *rdev, u32 id)
 	/* A removed device walks nothing any more. */
 	if (!drm_dev_enter(&rdev->drm, &idx))
 		return 0;
+	/*
+	 * Nor does a wedged one, cut off from memory (refnpu_wedge()): the
+	 * reset that ends the wedge empties the TLB before the device can
+	 * reach memory or run a job again, and what was unmapped before that
+	 * is no longer in the page tables.
+	 */
+	if (READ_ONCE(rdev->wedged)) {
+		drm_dev_exit(idx);
+		return 0;
+	}
 	mutex_lock(&rdev->tlb_lock);
 	ret = rdev->hw_ops->tlb_invalidate(rdev, id);
 	drm_dev_exit(idx);

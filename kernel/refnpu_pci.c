@@ -63,10 +63,28 @@ static void refnpu_pci_sync_irqs(struct refnpu_hwif *hw)
 		synchronize_irq(pci_irq_vector(rpci->pdev, i));
 }
 
+/*
+ * Bus mastering is what lets a PCI function reach memory at all: with it
+ * off, the function's requests are not forwarded upstream, whatever its
+ * engine still does. The configuration write is not posted, so it has
+ * taken effect when this returns; a request the function had already
+ * issued may still complete (Documentation/driver.rst, "Wedged device").
+ */
+static void refnpu_pci_set_dma(struct refnpu_hwif *hw, bool on)
+{
+	struct pci_dev *pdev = to_refnpu_pci(hw)->pdev;
+
+	if (on)
+		pci_set_master(pdev);
+	else
+		pci_clear_master(pdev);
+}
+
 static const struct refnpu_hwif_bus refnpu_pci_bus = {
 	.read32 = refnpu_pci_read32,
 	.write32 = refnpu_pci_write32,
 	.sync_irqs = refnpu_pci_sync_irqs,
+	.set_dma = refnpu_pci_set_dma,
 };
 
 static irqreturn_t refnpu_pci_irq(int irq, void *arg)

@@ -119,6 +119,7 @@ struct refnpu_virt_queue {
  * @irq_pending: vectors to notify from @irq_work
  * @irq_work: delivers the interrupts in hard interrupt context
  * @queues: the queues' transport
+ * @dma_off: bus mastering is off: every DMA of the device fails
  */
 struct refnpu_virt {
 	struct refnpu_hwif hw;
@@ -130,6 +131,7 @@ struct refnpu_virt {
 	unsigned long irq_pending;
 	struct irq_work irq_work;
 	struct refnpu_virt_queue queues[REFNPU_MAX_QUEUES];
+	bool dma_off;
 };
 
 static struct platform_device *refnpu_virt_pdevs[REFNPU_VIRT_MAX];
@@ -165,10 +167,16 @@ static __u32 virt_dma(void *opaque, unsigned int queue, __u64 addr, void *buf,
 		    !pfn_valid(PHYS_PFN(phys)))
 			return REFNPU_ERR_DMA;
 		kaddr = phys_to_virt(phys);
+		rcu_read_lock();
+		if (READ_ONCE(v->dma_off)) {
+			rcu_read_unlock();
+			return REFNPU_ERR_DMA;
+		}
 		if (write)
 			memcpy(kaddr, p, chunk);
 		else
 			memcpy(p, kaddr, chunk);
+		rcu_read_unlock();
 		addr += chunk;
 		p += chunk;
 		len -= chunk;
@@ -341,10 +349,25 @@ static void virt_sync_irqs(struct refnpu_hwif *hw)
 	irq_work_sync(&to_virt(hw)->irq_work);
 }
 
+/*
+ * The virtual device's bus mastering: virt_dma() checks @dma_off and copies
+ * inside one RCU read-side section per page, so once the grace period has
+ * passed no copy that began before the switch is still running.
+ */
+static void virt_set_dma(struct refnpu_hwif *hw, bool on)
+{
+	struct refnpu_virt *v = to_virt(hw);
+
+	WRITE_ONCE(v->dma_off, !on);
+	if (!on)
+		synchronize_rcu();
+}
+
 static const struct refnpu_hwif_bus refnpu_virt_bus = {
 	.read32 = virt_read32,
 	.write32 = virt_write32,
 	.sync_irqs = virt_sync_irqs,
+	.set_dma = virt_set_dma,
 };
 
 /* ------------------------------------------------------------------------

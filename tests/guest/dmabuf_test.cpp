@@ -39,6 +39,7 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -48,6 +49,7 @@
 #include <regex>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -534,16 +536,17 @@ struct Node {
 		s << queue << " " << flags << " 0 " << delay_us << " " << addr << "\n";
 		return write_text(debugfs() + "/inject", s.str());
 	}
-	/* The "faults" counter of the device's debugfs, -1 without it. */
-	long long faults() const
+	/* A counter of the device's debugfs "counters", -1 without it. */
+	long long counter(const std::string &name) const
 	{
 		std::string text = read_text(debugfs() + "/counters");
 		std::smatch m;
 
-		if (!std::regex_search(text, m, std::regex(R"(faults (\d+))")))
+		if (!std::regex_search(text, m, std::regex("(^|\n)" + name + R"( (\d+))")))
 			return -1;
-		return std::stoll(m[1]);
+		return std::stoll(m[2]);
 	}
+	long long faults() const { return counter("faults"); }
 	/* IOMMU domain type of the device ("DMA", "identity", ...), "" if none. */
 	std::string iommu_type() const
 	{
@@ -2292,6 +2295,89 @@ TEST_F(DmaBuf, StrayDeviceDmaLandsWithoutAnIommu)
 		ASSERT_EQ(t.mem.p[i], hit ? REFNPU_DBG_STRAY_DMA_PATTERN : uint8_t(i ^ 0x3c)) << i;
 	}
 	EXPECT_TRUE(all_u32(dst.bytes(), kPage, 0x2badd00d));
+}
+
+/*
+ * A reset that does not complete in time (Documentation/driver.rst, "Wedged
+ * device"). The job hangs and, once a reset asks it to stop, goes on for a
+ * while and then writes a stray burst into a page of this process
+ * (REFNPU_DBG_INJECT_STUCK with _STRAY_DMA): a device still writing memory
+ * after the driver gave up on it.
+ *
+ * First the control, without a translating IOMMU: stuck for 0.2 s, well
+ * within the queue reset's bound. The reset succeeds, the job fails with
+ * -ETIMEDOUT, and the late burst lands, which shows that the write is real.
+ * Then stuck for 4 s, longer than the queue reset and the device reset wait
+ * together: the device reset fails, and the driver must cut the device off
+ * from memory before it fails the job, so the late burst must not land.
+ * While wedged, jobs fail with -EIO; a reset that succeeds ends it (and
+ * shows that the device has stopped, so the memory is checked after it),
+ * and the device runs jobs again.
+ */
+TEST_F(DmaBuf, FailedResetCutsTheDeviceOffFromMemory)
+{
+	const Node &n = nodes[0];
+	const std::string type = n.iommu_type();
+	const bool translated = !type.empty() && type != "identity";
+	const uint32_t stuck = REFNPU_DBG_INJECT_STUCK | REFNPU_DBG_INJECT_STRAY_DMA;
+	if (!n.can_inject())
+		GTEST_SKIP() << "needs fault injection (-device refnpu,fault-inject=on)";
+	ASSERT_EQ(n.counter("wedged"), 0);
+	Bo dst;
+	ASSERT_EQ(dst.create(fd, kPage), 0);
+	CmdBuf cb;
+	cb.fill(dst.va, kPage, 0x3badd00d);
+
+	if (!translated) {
+		Target t;
+		ASSERT_TRUE(t.init()) << "cannot lock a page and read its address";
+		ASSERT_TRUE(n.inject(0, stuck, 200000, t.phys + 64));
+		Job j(fd);
+		ASSERT_EQ(j.write(dst.handle).submit(cb), 0);
+		EXPECT_EQ(j.result(), -ETIMEDOUT);
+		EXPECT_EQ(n.counter("wedged"), 0) << "a reset that completed wedged the device";
+		bool landed = !t.unchanged();
+		for (int i = 0; i < 100 && !landed; i++) {
+			usleep(20000);
+			landed = !t.unchanged();
+		}
+		EXPECT_TRUE(landed) << "the control's late write did not land";
+	}
+
+	Target t;
+	ASSERT_TRUE(t.init()) << "cannot lock a page and read its address";
+	ASSERT_TRUE(n.inject(0, stuck, 4000000, t.phys + 64));
+	Job j(fd);
+	ASSERT_EQ(j.write(dst.handle).submit(cb), 0);
+	EXPECT_EQ(j.result(), -ETIMEDOUT);
+	auto failed_at = std::chrono::steady_clock::now();
+	EXPECT_EQ(n.counter("wedged"), 1) << "the reset failed, yet the device is not wedged";
+
+	Job k(fd);
+	ASSERT_EQ(k.write(dst.handle).submit(cb), 0);
+	EXPECT_EQ(k.result(), -EIO) << "a wedged device ran a job";
+
+	/*
+	 * The device stops 4 s after the queue reset, 2 s before the failure,
+	 * and only then completes the reset: a reset that succeeds shows that
+	 * the late write was attempted. Try until one does.
+	 */
+	std::this_thread::sleep_until(failed_at + std::chrono::milliseconds(2100));
+	long long wedged = 1;
+	for (int tries = 0; tries < 8 && wedged != 0; tries++) {
+		ASSERT_TRUE(write_text(n.debugfs() + "/reset", "1\n"));
+		for (int i = 0; i < 75 && wedged != 0; i++) {
+			usleep(20000);
+			wedged = n.counter("wedged");
+		}
+	}
+	ASSERT_EQ(wedged, 0) << "a reset of the stopped device did not end the wedge";
+	EXPECT_TRUE(t.unchanged()) << "the device wrote memory after its job had failed";
+	Job m(fd);
+	ASSERT_EQ(m.write(dst.handle).submit(cb), 0);
+	EXPECT_EQ(m.result(), 0);
+	EXPECT_TRUE(all_u32(dst.bytes(), kPage, 0x3badd00d));
+	EXPECT_TRUE(t.unchanged());
 }
 
 /* ---- device removal -------------------------------------------------------- */

@@ -33,7 +33,10 @@ extern "C" {
  * -EFAULT       the job touched an unmapped device address or wrote to a
  *               read-only one (device MMU fault)
  * -EINVAL       the command buffer is malformed (unknown opcode, bad operand)
- * -EIO          a DMA transfer of the job failed (bus or IOMMU error)
+ * -EIO          a DMA transfer of the job failed (bus or IOMMU error), or
+ *               the device is wedged: a reset of it failed, and until one
+ *               succeeds it is cut off from memory and runs no job (memory
+ *               the job writes may be partly written)
  * -ETIMEDOUT    the job exceeded the job timeout and was stopped
  * -EAGAIN       the job had started when the device, or its queue, was
  *               reset because of another job (or by an administrator) and
