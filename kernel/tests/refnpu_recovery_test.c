@@ -1331,6 +1331,108 @@ static void mmu_tlb_invalidations_serialised(struct kunit *test)
 			    "TLB invalidations of two contexts overlapped");
 }
 
+/* Backend operations whose resets fail while @fail is set. */
+static struct {
+	const struct refnpu_hw_ops *orig;
+	struct refnpu_hw_ops ops;
+	bool fail;
+	atomic_t tlb_calls;
+} wdg;
+
+static int wdg_queue_reset(struct refnpu_device *rdev, unsigned int queue)
+{
+	return READ_ONCE(wdg.fail) ? -ETIMEDOUT :
+	       wdg.orig->queue_reset(rdev, queue);
+}
+
+static int wdg_reset(struct refnpu_device *rdev)
+{
+	return READ_ONCE(wdg.fail) ? -ETIMEDOUT : wdg.orig->reset(rdev);
+}
+
+static int wdg_tlb_invalidate(struct refnpu_device *rdev, u32 ctx_id)
+{
+	atomic_inc(&wdg.tlb_calls);
+	return wdg.orig->tlb_invalidate(rdev, ctx_id);
+}
+
+static void wdg_restore(void *arg)
+{
+	struct refnpu_device *rdev = arg;
+
+	WRITE_ONCE(wdg.fail, false);
+	flush_workqueue(rdev->reset_wq);
+	if (READ_ONCE(rdev->wedged)) {
+		refnpu_device_reset_async(rdev);
+		flush_workqueue(rdev->reset_wq);
+	}
+	rdev->hw_ops = wdg.orig;
+}
+
+/*
+ * A hang whose queue reset and device reset both fail wedges the device
+ * (Documentation/driver.rst, "Wedged device"): the hung job fails with
+ * -ETIMEDOUT, the job queued behind it and every later one with -EIO, the
+ * device's DMA is off and TLB invalidations are skipped, so unmapped
+ * memory is freed at once; a reset that succeeds ends it.
+ */
+static void recovery_failed_reset_wedges(struct kunit *test)
+{
+	struct rec_fixture *f = test->priv;
+	struct refnpu_device *rdev = f->rdev;
+	struct refnpu_hwif *hw = rdev->hw;
+	unsigned int n;
+	u32 cmd2, bo;
+	s32 status;
+
+	KUNIT_ASSERT_EQ(test, refnpu_test_bo(test, f->filp, SZ_4K, 0, &cmd2,
+					     NULL), 0);
+	refnpu_test_cmd_nop(refnpu_test_bo_map(test, f->filp, cmd2));
+	wdg.orig = rdev->hw_ops;
+	wdg.ops = *rdev->hw_ops;
+	wdg.ops.queue_reset = wdg_queue_reset;
+	wdg.ops.reset = wdg_reset;
+	wdg.ops.tlb_invalidate = wdg_tlb_invalidate;
+	WRITE_ONCE(wdg.fail, true);
+	atomic_set(&wdg.tlb_calls, 0);
+	rdev->hw_ops = &wdg.ops;
+	KUNIT_ASSERT_EQ(test, kunit_add_action_or_reset(test, wdg_restore, rdev),
+			0);
+
+	rec_inject(test, REFNPU_DBG_INJECT_HANG, 0, 0, 0);
+	KUNIT_ASSERT_EQ(test, refnpu_test_submit(test, f->filp, 0, f->cmd,
+						 REFNPU_CMD_NOP_SIZE), 0);
+	rec_wait_fetched(test, rdev, 0);
+	KUNIT_ASSERT_EQ(test, refnpu_test_submit(test, f->filp, 0, cmd2,
+						 REFNPU_CMD_NOP_SIZE), 0);
+	KUNIT_ASSERT_EQ(test, refnpu_test_wait(test, f->filp, f->cmd,
+					       REFNPU_TEST_WAIT_MS, &status), 0);
+	KUNIT_EXPECT_EQ(test, status, -ETIMEDOUT);
+	KUNIT_ASSERT_EQ(test, refnpu_test_wait(test, f->filp, cmd2,
+					       REFNPU_TEST_WAIT_MS, &status), 0);
+	KUNIT_EXPECT_EQ(test, status, -EIO);
+	KUNIT_EXPECT_TRUE(test, READ_ONCE(rdev->wedged));
+	KUNIT_EXPECT_TRUE(test, hw->dma_off);
+
+	/* While wedged: jobs fail before the device; unmaps free at once. */
+	KUNIT_EXPECT_EQ(test, rec_nop(test, f->filp, cmd2), -EIO);
+	KUNIT_ASSERT_EQ(test, refnpu_test_bo(test, f->filp, SZ_64K, 0, &bo,
+					     NULL), 0);
+	n = bo_count(rdev);
+	refnpu_test_bo_close(test, f->filp, bo);
+	KUNIT_EXPECT_EQ(test, atomic_read(&wdg.tlb_calls), 0);
+	KUNIT_EXPECT_EQ(test, bo_count(rdev), n - 1);
+	KUNIT_EXPECT_EQ(test, atomic64_read(&rdev->tlb_timeouts), 0LL);
+
+	/* A reset that succeeds ends it, and the device reaches memory again. */
+	WRITE_ONCE(wdg.fail, false);
+	refnpu_device_reset_async(rdev);
+	flush_workqueue(rdev->reset_wq);
+	KUNIT_EXPECT_FALSE(test, READ_ONCE(rdev->wedged));
+	KUNIT_EXPECT_FALSE(test, hw->dma_off);
+	KUNIT_EXPECT_EQ(test, rec_nop(test, f->filp, cmd2), 0);
+}
+
 static struct kunit_case refnpu_mmu_fault_cases[] = {
 	KUNIT_CASE(mmu_fault_unmapped_read),
 	KUNIT_CASE(mmu_fault_write_read_only),
@@ -1340,6 +1442,7 @@ static struct kunit_case refnpu_mmu_fault_cases[] = {
 	KUNIT_CASE(mmu_tlb_needs_invalidation),
 	KUNIT_CASE(mmu_tlb_timeout_quarantines_until_reset),
 	KUNIT_CASE(mmu_tlb_invalidations_serialised),
+	KUNIT_CASE(recovery_failed_reset_wedges),
 	{}
 };
 
