@@ -381,6 +381,9 @@ void refnpu_device_fini(struct refnpu_device *rdev)
 {
 	refnpu_job_fini(rdev);
 	rdev->hw_ops->fini(rdev);
+	mutex_lock(&rdev->tlb_lock);
+	rdev->hw_stopped = true;
+	mutex_unlock(&rdev->tlb_lock);
 	refnpu_job_cancel_all(rdev);
 	refnpu_mmu_fini(rdev);
 	refnpu_gem_unplug(rdev);

@@ -169,6 +169,9 @@ struct refnpu_queue {
  *	wait could depend on is held across drm_sched_stop())
  * @reset_work: device reset requested through debugfs
  * @tlb_lock: serialises TLB invalidations and protects the quarantine
+ *	and @hw_stopped
+ * @hw_stopped: refnpu_device_fini() stopped the device: it walks no page
+ *	table any more
  * @tlb_timeouts: TLB invalidations the device did not complete in time
  * @tlb_quarantine: page-table pages unmapped while a TLB invalidation
  *	timed out: the device may still walk them through stale entries
@@ -201,6 +204,7 @@ struct refnpu_device {
 	struct work_struct reset_work;
 	struct mutex tlb_lock; /* serialises invalidations, quarantine */
 	atomic64_t tlb_timeouts;
+	bool hw_stopped;
 	struct list_head tlb_quarantine;
 	struct list_head tlb_quarantine_maps;
 	DECLARE_BITMAP(tlb_quarantine_ids, REFNPU_NUM_CONTEXTS);

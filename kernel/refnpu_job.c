@@ -531,6 +531,20 @@ static void refnpu_queue_reattach(struct refnpu_queue *q)
 }
 
 /*
+ * drm_sched_job_timedout() took @sched_job off the pending list; only
+ * drm_sched_stop() puts it back, so that it is freed once its hardware
+ * fence signalled (at once when it did already). Nothing is reset: the
+ * other jobs keep running and their hardware fences are attached again.
+ */
+static void refnpu_queue_requeue(struct refnpu_queue *q,
+				 struct drm_sched_job *sched_job)
+{
+	drm_sched_stop(&q->sched, sched_job);
+	refnpu_queue_reattach(q);
+	drm_sched_start(&q->sched);
+}
+
+/*
  * A device reset failed (Documentation/driver.rst, "Wedged device"): the
  * device may still be running the jobs in its rings and walking their
  * page tables, so nothing it was given may be given back until it is cut
@@ -572,8 +586,16 @@ static void refnpu_recover(struct refnpu_device *rdev, struct refnpu_queue *bq,
 	unsigned int i;
 	int ret = 0, idx;
 
-	if (!drm_dev_enter(&rdev->drm, &idx))
+	if (!drm_dev_enter(&rdev->drm, &idx)) {
+		/*
+		 * Removed since the timeout handler looked: nothing to reset,
+		 * and refnpu_device_fini() fails the jobs, but the timed-out
+		 * job must still go back to the scheduler to be freed.
+		 */
+		if (bq && bad)
+			refnpu_queue_requeue(bq, &bad->base);
 		return;
+	}
 
 	if (bq) {
 		drm_sched_stop(&bq->sched, bad ? &bad->base : NULL);
@@ -623,20 +645,6 @@ static void refnpu_recover(struct refnpu_device *rdev, struct refnpu_queue *bq,
 	}
 
 	drm_dev_exit(idx);
-}
-
-/*
- * drm_sched_job_timedout() took @sched_job off the pending list; only
- * drm_sched_stop() puts it back, so that it is freed once its hardware
- * fence signalled (at once when it did already). Nothing is reset: the
- * other jobs keep running and their hardware fences are attached again.
- */
-static void refnpu_queue_requeue(struct refnpu_queue *q,
-				 struct drm_sched_job *sched_job)
-{
-	drm_sched_stop(&q->sched, sched_job);
-	refnpu_queue_reattach(q);
-	drm_sched_start(&q->sched);
 }
 
 static enum drm_gpu_sched_stat __refnpu_job_timedout(struct refnpu_job *job)

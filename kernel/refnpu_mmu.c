@@ -434,9 +434,21 @@ static int refnpu_mmu_tlb_invalidate(struct refnpu_device *rdev, u32 id)
 {
 	int idx, ret;
 
-	/* A removed device walks nothing any more. */
-	if (!drm_dev_enter(&rdev->drm, &idx))
-		return 0;
+	/*
+	 * A removed device can no longer be asked to invalidate, but until
+	 * refnpu_device_fini() stopped it, it still runs the jobs in its
+	 * rings: what was unmapped meanwhile is quarantined like after a
+	 * failed invalidation, and refnpu_mmu_fini() frees it once the device
+	 * has stopped. Once stopped, it walks nothing any more.
+	 */
+	if (!drm_dev_enter(&rdev->drm, &idx)) {
+		mutex_lock(&rdev->tlb_lock);
+		if (rdev->hw_stopped) {
+			mutex_unlock(&rdev->tlb_lock);
+			return 0;
+		}
+		return -ENODEV;
+	}
 	/*
 	 * Nor does a wedged one, cut off from memory (refnpu_wedge()): the
 	 * reset that ends the wedge empties the TLB before the device can
@@ -485,7 +497,9 @@ static void refnpu_mmu_quarantine(struct refnpu_device *rdev,
 		__set_bit(id, rdev->tlb_quarantine_ids);
 	mutex_unlock(&rdev->tlb_lock);
 
-	refnpu_device_reset_async(rdev);
+	/* A removed device is not reset: its removal stops it. */
+	if (!drm_dev_is_unplugged(&rdev->drm))
+		refnpu_device_reset_async(rdev);
 }
 
 /* Free what failed invalidations kept: the device dropped its TLB. */

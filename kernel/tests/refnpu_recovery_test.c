@@ -25,6 +25,7 @@
 #include <linux/workqueue.h>
 #include <linux/sizes.h>
 
+#include <drm/drm_drv.h>
 #include <drm/drm_gem.h>
 #include <drm/drm_managed.h>
 #include <uapi/drm/refnpu_accel.h>
@@ -756,6 +757,109 @@ static void recovery_timeout_after_unplug_frees_job(struct kunit *test)
 			    "the timed-out job was never freed: the device was never released");
 }
 
+/* The removal the next test starts inside the timeout handler. */
+static struct {
+	const struct refnpu_hw_ops *orig;
+	struct refnpu_hw_ops ops;
+	struct kunit *test;
+	struct refnpu_device *rdev;
+	struct completion removed;
+	bool started;
+	bool unplugged_in_poll;
+} upr;
+
+static int upr_remove_fn(void *arg)
+{
+	refnpu_test_remove(upr.test, upr.rdev);
+	complete(&upr.removed);
+	return 0;
+}
+
+/*
+ * The timeout handler's poll of the queue, inside its drm_dev_enter()
+ * section: start removing the device, and return once the removal has
+ * marked it unplugged. The removal then waits for the section to end, and
+ * the handler goes on to refnpu_recover() with the device unplugged.
+ */
+static void upr_queue_poll(struct refnpu_device *rdev, unsigned int queue)
+{
+	unsigned long end = jiffies + msecs_to_jiffies(REFNPU_TEST_WAIT_MS);
+	struct task_struct *t;
+
+	upr.orig->queue_poll(rdev, queue);
+	t = kthread_run(upr_remove_fn, NULL, "refnpu-test-unplug");
+	if (IS_ERR(t))
+		return;
+	upr.started = true;
+	while (!drm_dev_is_unplugged(&rdev->drm) && time_before(jiffies, end))
+		usleep_range(100, 200);
+	upr.unplugged_in_poll = drm_dev_is_unplugged(&rdev->drm);
+}
+
+/*
+ * The device is removed after the timeout handler checked that it was
+ * there and before recovery starts (the handler's poll of the queue is
+ * where the removal is made to happen). Recovery cannot reset anything,
+ * but the timed-out job must still go back to the scheduler to be freed,
+ * or its references leak and the device is never released.
+ */
+static void recovery_unplug_during_timeout_frees_job(struct kunit *test)
+{
+	struct refnpu_device *rdev = refnpu_test_device(test, 0);
+	struct file *filp = refnpu_test_open(test, rdev);
+	struct drm_gpu_scheduler *sched = &rdev->queues[0].sched;
+	struct drm_sched_job *s_job;
+	struct dma_fence *fence;
+	unsigned long left;
+
+	unplug_track(test, rdev);
+	fence = rec_hang_job(test, rdev, filp);
+	drm_sched_wqueue_stop(sched);
+	KUNIT_ASSERT_EQ(test, kunit_add_action_or_reset(test, unplug_wqueue_start,
+							sched), 0);
+	refnpu_test_close(test, filp);
+	dma_fence_put(fence);
+
+	upr.orig = rdev->hw_ops;
+	upr.ops = *rdev->hw_ops;
+	upr.ops.queue_poll = upr_queue_poll;
+	upr.test = test;
+	upr.rdev = rdev;
+	upr.started = false;
+	upr.unplugged_in_poll = false;
+	init_completion(&upr.removed);
+	rdev->hw_ops = &upr.ops;
+
+	/* The scheduler's timeout work, replayed (drm_sched_job_timedout()). */
+	spin_lock(&sched->job_list_lock);
+	s_job = list_first_entry_or_null(&sched->pending_list,
+					 struct drm_sched_job, list);
+	if (s_job)
+		list_del_init(&s_job->list);
+	spin_unlock(&sched->job_list_lock);
+	KUNIT_ASSERT_NOT_NULL(test, s_job);
+	sched->ops->timedout_job(s_job);
+	if (sched->free_guilty) {
+		sched->ops->free_job(s_job);
+		sched->free_guilty = false;
+	}
+	KUNIT_ASSERT_TRUE(test, upr.started);
+	KUNIT_EXPECT_TRUE_MSG(test, upr.unplugged_in_poll,
+			      "the removal did not happen inside the window");
+	KUNIT_ASSERT_NE(test, wait_for_completion_timeout(&upr.removed,
+							  msecs_to_jiffies(REFNPU_TEST_WAIT_MS)),
+			0);
+
+	left = wait_for_completion_timeout(&unplug_state.released,
+					   msecs_to_jiffies(REFNPU_TEST_WAIT_MS));
+	if (left)
+		kunit_remove_action(test, unplug_wqueue_start, sched);
+	else
+		kunit_release_action(test, unplug_wqueue_start, sched);
+	KUNIT_EXPECT_NE_MSG(test, left, 0,
+			    "the timed-out job was never freed: the device was never released");
+}
+
 /*
  * A hardware fence outlives its device: asking it for its timeline name
  * (as SYNC_IOC_FILE_INFO or a dependency's debug output does) must not
@@ -923,6 +1027,7 @@ static struct kunit_case refnpu_recovery_cases[] = {
 	KUNIT_CASE(recovery_remove_while_freeing),
 	KUNIT_CASE(recovery_unbind_stops_device_first),
 	KUNIT_CASE(recovery_timeout_after_unplug_frees_job),
+	KUNIT_CASE(recovery_unplug_during_timeout_frees_job),
 	KUNIT_CASE(recovery_fence_outlives_device),
 	{}
 };
@@ -1331,6 +1436,88 @@ static void mmu_tlb_invalidations_serialised(struct kunit *test)
 			    "TLB invalidations of two contexts overlapped");
 }
 
+/* A removal the next test holds between unplug and the device's stop. */
+static struct {
+	const struct refnpu_hw_ops *orig;
+	struct refnpu_hw_ops ops;
+	struct kunit *test;
+	struct refnpu_device *rdev;
+	struct completion in_fini;
+	struct completion go;
+	struct completion removed;
+} ufw;
+
+static void ufw_fini(struct refnpu_device *rdev)
+{
+	complete(&ufw.in_fini);
+	wait_for_completion(&ufw.go);
+	ufw.orig->fini(rdev);
+}
+
+static int ufw_remove_fn(void *arg)
+{
+	refnpu_test_remove(ufw.test, ufw.rdev);
+	complete(&ufw.removed);
+	return 0;
+}
+
+static void ufw_finish(void *arg)
+{
+	complete_all(&ufw.go);
+	wait_for_completion(&ufw.removed);
+}
+
+/*
+ * Between drm_dev_unplug() and the backend's fini a removed device still
+ * runs the jobs in its rings, and it can no longer be asked to invalidate
+ * its TLB: a BO unmapped then stays allocated (quarantined) until the
+ * device has stopped.
+ */
+static void mmu_unmap_after_unplug_waits_for_stop(struct kunit *test)
+{
+	struct refnpu_device *rdev = refnpu_test_device(test, 0);
+	struct file *filp = refnpu_test_open(test, rdev);
+	struct task_struct *t;
+	unsigned long end;
+	unsigned int n;
+	u32 bo;
+
+	KUNIT_ASSERT_EQ(test, refnpu_test_bo(test, filp, SZ_64K, 0, &bo, NULL),
+			0);
+	n = bo_count(rdev);
+
+	ufw.orig = rdev->hw_ops;
+	ufw.ops = *rdev->hw_ops;
+	ufw.ops.fini = ufw_fini;
+	ufw.test = test;
+	ufw.rdev = rdev;
+	init_completion(&ufw.in_fini);
+	init_completion(&ufw.go);
+	init_completion(&ufw.removed);
+	rdev->hw_ops = &ufw.ops;
+	t = kthread_run(ufw_remove_fn, NULL, "refnpu-test-unplug");
+	KUNIT_ASSERT_FALSE(test, IS_ERR(t));
+	KUNIT_ASSERT_EQ(test, kunit_add_action_or_reset(test, ufw_finish, NULL),
+			0);
+	KUNIT_ASSERT_NE(test, wait_for_completion_timeout(&ufw.in_fini,
+							  msecs_to_jiffies(REFNPU_TEST_WAIT_MS)),
+			0);
+	KUNIT_ASSERT_TRUE(test, drm_dev_is_unplugged(&rdev->drm));
+
+	refnpu_test_bo_close(test, filp, bo);
+	KUNIT_EXPECT_EQ_MSG(test, bo_count(rdev), n,
+			    "the BO was freed while the removed device still ran");
+
+	/* Once the device has stopped, the BO goes. */
+	kunit_release_action(test, ufw_finish, NULL);
+	end = jiffies + msecs_to_jiffies(REFNPU_TEST_WAIT_MS);
+	while (bo_count(rdev) == n && time_before(jiffies, end))
+		usleep_range(1000, 2000);
+	KUNIT_EXPECT_EQ(test, bo_count(rdev), n - 1);
+	KUNIT_EXPECT_EQ(test, atomic64_read(&rdev->tlb_timeouts), 0LL);
+	refnpu_test_close(test, filp);
+}
+
 /* Backend operations whose resets fail while @fail is set. */
 static struct {
 	const struct refnpu_hw_ops *orig;
@@ -1443,6 +1630,7 @@ static struct kunit_case refnpu_mmu_fault_cases[] = {
 	KUNIT_CASE(mmu_tlb_timeout_quarantines_until_reset),
 	KUNIT_CASE(mmu_tlb_invalidations_serialised),
 	KUNIT_CASE(recovery_failed_reset_wedges),
+	KUNIT_CASE(mmu_unmap_after_unplug_waits_for_stop),
 	{}
 };
 
