@@ -288,8 +288,12 @@ struct refnpu_device *refnpu_device_create(struct device *parent,
 	INIT_LIST_HEAD(&rdev->ctx_list);
 	INIT_LIST_HEAD(&rdev->bo_list);
 
-	INIT_LIST_HEAD(&rdev->tlb_quarantine);
-	INIT_LIST_HEAD(&rdev->tlb_quarantine_maps);
+	INIT_LIST_HEAD(&rdev->tlb_quarantine.pts);
+	INIT_LIST_HEAD(&rdev->tlb_quarantine.maps);
+	INIT_LIST_HEAD(&rdev->tlb_resetting.pts);
+	INIT_LIST_HEAD(&rdev->tlb_resetting.maps);
+	INIT_LIST_HEAD(&rdev->tlb_released.pts);
+	INIT_LIST_HEAD(&rdev->tlb_released.maps);
 
 	if (drmm_mutex_init(&rdev->drm, &rdev->ctx_lock) ||
 	    drmm_mutex_init(&rdev->drm, &rdev->bo_lock) ||

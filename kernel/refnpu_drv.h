@@ -143,6 +143,20 @@ struct refnpu_queue {
 };
 
 /**
+ * struct refnpu_quarantine - what the device may still reach through stale
+ *	TLB entries after a failed invalidation
+ * @pts: page-table pages, off their table
+ * @maps: BO mappings; each keeps its BO (and so its pages), its device
+ *	address and its context
+ * @ids: context ids, not handed out again
+ */
+struct refnpu_quarantine {
+	struct list_head pts;
+	struct list_head maps;
+	DECLARE_BITMAP(ids, REFNPU_NUM_CONTEXTS);
+};
+
+/**
  * struct refnpu_device - one refnpu device instance
  * @drm: DRM device, embedded; its managed lifetime owns this structure
  * @hw_ops: the backend, the only code that touches the hardware
@@ -173,12 +187,13 @@ struct refnpu_queue {
  * @hw_stopped: refnpu_device_fini() stopped the device: it walks no page
  *	table any more
  * @tlb_timeouts: TLB invalidations the device did not complete in time
- * @tlb_quarantine: page-table pages unmapped while a TLB invalidation
- *	timed out: the device may still walk them through stale entries
- * @tlb_quarantine_maps: BO mappings removed while a TLB invalidation timed
- *	out; each keeps its BO (and so its pages) alive
- * @tlb_quarantine_ids: context ids whose invalidation timed out, not
- *	handed out again
+ * @tlb_quarantine: what was unmapped while a TLB invalidation failed,
+ *	waiting for the next device reset
+ * @tlb_resetting: what the device reset in progress (or the last one,
+ *	if it failed) drops: moved from @tlb_quarantine when it begins, so
+ *	that what is quarantined meanwhile waits for a reset of its own
+ * @tlb_released: what a device reset that succeeded dropped, for
+ *	@tlb_release_work to free
  * @tlb_release_work: frees the quarantine after a device reset, which
  *	drops every cached translation
  */
@@ -205,9 +220,9 @@ struct refnpu_device {
 	struct mutex tlb_lock; /* serialises invalidations, quarantine */
 	atomic64_t tlb_timeouts;
 	bool hw_stopped;
-	struct list_head tlb_quarantine;
-	struct list_head tlb_quarantine_maps;
-	DECLARE_BITMAP(tlb_quarantine_ids, REFNPU_NUM_CONTEXTS);
+	struct refnpu_quarantine tlb_quarantine;
+	struct refnpu_quarantine tlb_resetting;
+	struct refnpu_quarantine tlb_released;
 	struct work_struct tlb_release_work;
 };
 

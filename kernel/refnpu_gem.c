@@ -217,12 +217,15 @@ static void refnpu_mapping_release(struct kref *kref)
 	list_del(&map->link);
 	mutex_unlock(&bo->lock);
 
-	/* A quarantined mapping keeps its BO until a device reset. */
+	/*
+	 * A quarantined mapping keeps its BO, its device address and so its
+	 * context until a device reset.
+	 */
 	if (!refnpu_mmu_unmap(ctx, map)) {
 		drm_gem_object_put(&bo->base.base);
 		kfree(map);
+		refnpu_ctx_put(ctx);
 	}
-	refnpu_ctx_put(ctx);
 }
 
 /**
@@ -270,6 +273,7 @@ struct refnpu_mapping *refnpu_mapping_open(struct refnpu_bo *bo,
 					   struct refnpu_ctx *ctx)
 {
 	struct drm_gem_object *obj = &bo->base.base;
+	bool quarantined = false;
 	struct refnpu_mapping *map;
 	struct sg_table *sgt;
 	int ret, idx;
@@ -308,9 +312,14 @@ struct refnpu_mapping *refnpu_mapping_open(struct refnpu_bo *bo,
 	map->ctx = ctx;
 
 	ret = refnpu_mmu_map(ctx, map, sgt, obj->size,
-			     !(bo->flags & DRM_REFNPU_BO_DEVICE_RO));
-	if (ret)
-		goto err_free;
+			     !(bo->flags & DRM_REFNPU_BO_DEVICE_RO),
+			     &quarantined);
+	if (ret) {
+		/* Else the quarantine owns it (refnpu_mmu_map()). */
+		if (!quarantined)
+			kfree(map);
+		goto err_exit;
+	}
 
 	drm_gem_object_get(obj);
 	refnpu_ctx_get(ctx);
@@ -320,8 +329,6 @@ struct refnpu_mapping *refnpu_mapping_open(struct refnpu_bo *bo,
 
 	return map;
 
-err_free:
-	kfree(map);
 err_exit:
 	drm_dev_exit(idx);
 err_unlock:

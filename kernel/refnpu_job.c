@@ -616,6 +616,7 @@ static void refnpu_recover(struct refnpu_device *rdev, struct refnpu_queue *bq,
 			drm_sched_stop(&rdev->queues[i].sched, NULL);
 			__set_bit(i, &stopped);
 		}
+		refnpu_mmu_reset_begin(rdev);
 		ret = rdev->hw_ops->reset(rdev);
 		trace_refnpu_reset(refnpu_dev_index(rdev), -1, ret);
 		atomic64_inc(&rdev->device_resets);

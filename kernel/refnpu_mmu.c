@@ -259,8 +259,50 @@ void refnpu_pgtable_free_tables(struct refnpu_pgtable *pgt,
 	}
 }
 
+/*
+ * Map a bus-contiguous range as far as possible; *@done receives how many
+ * bytes from @va are mapped, also on failure, when the caller unmaps them.
+ */
+static int __refnpu_pgtable_map(struct refnpu_pgtable *pgt, u64 va,
+				dma_addr_t addr, u64 size, bool writable,
+				u64 *done)
+{
+	u64 prot = REFNPU_PTE_VALID | REFNPU_PTE_READ |
+		   (writable ? REFNPU_PTE_WRITE : 0);
+	u64 end;
+	int ret;
+
+	*done = 0;
+	if (!IS_ALIGNED(va | addr | size, REFNPU_PAGE_SIZE) || !size ||
+	    check_add_overflow(va, size, &end) || end > REFNPU_VA_LIMIT ||
+	    (u64)addr + size - 1 > REFNPU_PTE_ADDR_MASK)
+		return -EINVAL;
+
+	while (*done < size) {
+		u64 v = va + *done, a = addr + *done;
+
+		if (pgt->huge && size - *done >= REFNPU_HUGE_PAGE_SIZE &&
+		    IS_ALIGNED(v | a, REFNPU_HUGE_PAGE_SIZE)) {
+			ret = refnpu_pgtable_set(pgt, v, REFNPU_PT_HUGE_LEVEL,
+						 (a & REFNPU_PTE_HUGE_ADDR_MASK) |
+						 prot | REFNPU_PTE_LEAF);
+			if (ret)
+				return ret;
+			*done += REFNPU_HUGE_PAGE_SIZE;
+		} else {
+			ret = refnpu_pgtable_set(pgt, v, 0,
+						 (a & REFNPU_PTE_ADDR_MASK) | prot);
+			if (ret)
+				return ret;
+			*done += REFNPU_PAGE_SIZE;
+		}
+	}
+
+	return 0;
+}
+
 /**
- * refnpu_pgtable_map() - map a bus-contiguous range
+ * refnpu_pgtable_map() - map a bus-contiguous range of a tree no device uses
  * @pgt: tree
  * @va: device virtual address, page aligned
  * @addr: bus address, page aligned
@@ -268,7 +310,10 @@ void refnpu_pgtable_free_tables(struct refnpu_pgtable *pgt,
  * @writable: allow device writes
  *
  * Uses 2 MiB pages wherever @va and @addr are both 2 MiB aligned and at
- * least 2 MiB remain. On failure nothing of the range stays mapped.
+ * least 2 MiB remain. On failure nothing of the range stays mapped, and
+ * the tables that became empty are freed at once: only for a tree that no
+ * device can walk (a context's tree is mapped by refnpu_pgtable_map_sgt(),
+ * whose caller invalidates first).
  *
  * Return: 0, -EINVAL for unaligned or out-of-range arguments, -EEXIST when
  * part of the range is already mapped, -ENOMEM.
@@ -276,39 +321,12 @@ void refnpu_pgtable_free_tables(struct refnpu_pgtable *pgt,
 int refnpu_pgtable_map(struct refnpu_pgtable *pgt, u64 va, dma_addr_t addr,
 		       u64 size, bool writable)
 {
-	u64 prot = REFNPU_PTE_VALID | REFNPU_PTE_READ |
-		   (writable ? REFNPU_PTE_WRITE : 0);
-	u64 done = 0, end;
 	LIST_HEAD(freelist);
-	int ret = 0;
+	u64 done;
+	int ret;
 
-	if (!IS_ALIGNED(va | addr | size, REFNPU_PAGE_SIZE) || !size ||
-	    check_add_overflow(va, size, &end) || end > REFNPU_VA_LIMIT ||
-	    (u64)addr + size - 1 > REFNPU_PTE_ADDR_MASK)
-		return -EINVAL;
-
-	while (done < size) {
-		u64 v = va + done, a = addr + done;
-
-		if (pgt->huge && size - done >= REFNPU_HUGE_PAGE_SIZE &&
-		    IS_ALIGNED(v | a, REFNPU_HUGE_PAGE_SIZE)) {
-			ret = refnpu_pgtable_set(pgt, v, REFNPU_PT_HUGE_LEVEL,
-						 (a & REFNPU_PTE_HUGE_ADDR_MASK) |
-						 prot | REFNPU_PTE_LEAF);
-			if (ret)
-				break;
-			done += REFNPU_HUGE_PAGE_SIZE;
-		} else {
-			ret = refnpu_pgtable_set(pgt, v, 0,
-						 (a & REFNPU_PTE_ADDR_MASK) | prot);
-			if (ret)
-				break;
-			done += REFNPU_PAGE_SIZE;
-		}
-	}
-
+	ret = __refnpu_pgtable_map(pgt, va, addr, size, writable, &done);
 	if (ret) {
-		/* Nothing walked the new entries yet: free without waiting. */
 		refnpu_pgtable_unmap(pgt, va, done, &freelist);
 		refnpu_pgtable_free_tables(pgt, &freelist);
 	}
@@ -323,18 +341,22 @@ int refnpu_pgtable_map(struct refnpu_pgtable *pgt, u64 va, dma_addr_t addr,
  * @sgt: table mapped with dma_map_sgtable()
  * @size: bytes to map; the segments must cover it
  * @writable: allow device writes
+ * @freelist: receives, on failure, the tables that became empty
  *
- * On failure nothing of the range stays mapped.
+ * On failure nothing of the range stays mapped. A job of the same context
+ * may have walked the new tables meanwhile, so the tables on @freelist are
+ * the caller's to free once the device's TLB was invalidated
+ * (refnpu_pgtable_free_tables()).
  *
  * Return: 0, -EINVAL for segments that are not page aligned or do not
  * cover @size, -EEXIST, -ENOMEM.
  */
 int refnpu_pgtable_map_sgt(struct refnpu_pgtable *pgt, u64 va,
-			   struct sg_table *sgt, u64 size, bool writable)
+			   struct sg_table *sgt, u64 size, bool writable,
+			   struct list_head *freelist)
 {
 	struct scatterlist *sg;
-	LIST_HEAD(freelist);
-	u64 done = 0;
+	u64 done = 0, seg;
 	unsigned int i;
 	int ret = 0;
 
@@ -347,19 +369,17 @@ int refnpu_pgtable_map_sgt(struct refnpu_pgtable *pgt, u64 va,
 			ret = -EINVAL;
 			break;
 		}
-		ret = refnpu_pgtable_map(pgt, va + done, sg_dma_address(sg),
-					 len, writable);
+		ret = __refnpu_pgtable_map(pgt, va + done, sg_dma_address(sg),
+					   len, writable, &seg);
+		done += seg;
 		if (ret)
 			break;
-		done += len;
 	}
 	if (!ret && done != size)
 		ret = -EINVAL;
 
-	if (ret) {
-		refnpu_pgtable_unmap(pgt, va, done, &freelist);
-		refnpu_pgtable_free_tables(pgt, &freelist);
-	}
+	if (ret)
+		refnpu_pgtable_unmap(pgt, va, done, freelist);
 
 	return ret;
 }
@@ -490,11 +510,11 @@ static void refnpu_mmu_quarantine(struct refnpu_device *rdev,
 
 	list_for_each_entry(pt, freelist, free_link)
 		pgt->tables--;
-	list_splice_tail_init(freelist, &rdev->tlb_quarantine);
+	list_splice_tail_init(freelist, &rdev->tlb_quarantine.pts);
 	if (map)
-		list_add_tail(&map->link, &rdev->tlb_quarantine_maps);
+		list_add_tail(&map->link, &rdev->tlb_quarantine.maps);
 	if (id)
-		__set_bit(id, rdev->tlb_quarantine_ids);
+		__set_bit(id, rdev->tlb_quarantine.ids);
 	mutex_unlock(&rdev->tlb_lock);
 
 	/* A removed device is not reset: its removal stops it. */
@@ -502,51 +522,96 @@ static void refnpu_mmu_quarantine(struct refnpu_device *rdev,
 		refnpu_device_reset_async(rdev);
 }
 
-/* Free what failed invalidations kept: the device dropped its TLB. */
-static void refnpu_mmu_release_quarantine(struct refnpu_device *rdev)
+/* Move everything @from holds to @to; tlb_lock held. */
+static void refnpu_quarantine_move(struct refnpu_quarantine *to,
+				   struct refnpu_quarantine *from)
+{
+	list_splice_tail_init(&from->pts, &to->pts);
+	list_splice_tail_init(&from->maps, &to->maps);
+	bitmap_or(to->ids, to->ids, from->ids, REFNPU_NUM_CONTEXTS);
+	bitmap_zero(from->ids, REFNPU_NUM_CONTEXTS);
+}
+
+/*
+ * Free what failed invalidations kept, once the device dropped its TLB:
+ * what device resets that succeeded covered (@tlb_released), or with @all,
+ * after the device stopped for good, everything.
+ */
+static void refnpu_mmu_release_quarantine(struct refnpu_device *rdev, bool all)
 {
 	struct refnpu_mapping *map, *tmp_map;
+	struct refnpu_quarantine q;
 	struct refnpu_pt *pt, *tmp;
-	LIST_HEAD(pts);
-	LIST_HEAD(maps);
 	unsigned int id;
 
+	INIT_LIST_HEAD(&q.pts);
+	INIT_LIST_HEAD(&q.maps);
+	bitmap_zero(q.ids, REFNPU_NUM_CONTEXTS);
+
 	mutex_lock(&rdev->tlb_lock);
-	list_splice_init(&rdev->tlb_quarantine, &pts);
-	list_splice_init(&rdev->tlb_quarantine_maps, &maps);
-	for_each_set_bit(id, rdev->tlb_quarantine_ids, REFNPU_NUM_CONTEXTS) {
-		__clear_bit(id, rdev->tlb_quarantine_ids);
-		ida_free(&rdev->ctx_ids, id);
+	refnpu_quarantine_move(&q, &rdev->tlb_released);
+	if (all) {
+		refnpu_quarantine_move(&q, &rdev->tlb_resetting);
+		refnpu_quarantine_move(&q, &rdev->tlb_quarantine);
 	}
+	for_each_set_bit(id, q.ids, REFNPU_NUM_CONTEXTS)
+		ida_free(&rdev->ctx_ids, id);
 	mutex_unlock(&rdev->tlb_lock);
 
-	list_for_each_entry_safe(pt, tmp, &pts, free_link) {
+	list_for_each_entry_safe(pt, tmp, &q.pts, free_link) {
 		list_del(&pt->free_link);
 		__refnpu_pt_free(rdev->drm.dev, pt);
 	}
-	list_for_each_entry_safe(map, tmp_map, &maps, link) {
+	list_for_each_entry_safe(map, tmp_map, &q.maps, link) {
+		struct refnpu_ctx *ctx = map->ctx;
+
 		list_del(&map->link);
+		/* Its device address may be handed out again now. */
+		mutex_lock(&ctx->vm_lock);
+		if (drm_mm_node_allocated(&map->node))
+			drm_mm_remove_node(&map->node);
+		mutex_unlock(&ctx->vm_lock);
 		drm_gem_object_put(&map->bo->base.base);
 		kfree(map);
+		refnpu_ctx_put(ctx);
 	}
 }
 
 static void refnpu_mmu_release_work(struct work_struct *work)
 {
 	refnpu_mmu_release_quarantine(container_of(work, struct refnpu_device,
-						   tlb_release_work));
+						   tlb_release_work), false);
+}
+
+/**
+ * refnpu_mmu_reset_begin() - a device reset is about to drop the TLB
+ * @rdev: device
+ *
+ * What failed TLB invalidations quarantined so far is what this reset
+ * covers; what is quarantined from now on may have been cached after the
+ * reset dropped the TLB, and waits for a reset of its own.
+ */
+void refnpu_mmu_reset_begin(struct refnpu_device *rdev)
+{
+	mutex_lock(&rdev->tlb_lock);
+	refnpu_quarantine_move(&rdev->tlb_resetting, &rdev->tlb_quarantine);
+	mutex_unlock(&rdev->tlb_lock);
 }
 
 /**
  * refnpu_mmu_reset_done() - a device reset dropped every cached translation
  * @rdev: device
  *
- * Frees, from &refnpu_wq, what failed TLB invalidations kept (the caller
- * is a reset, on the fence signalling path, where nothing may be freed
- * that takes BO locks).
+ * Frees, from &refnpu_wq, what failed TLB invalidations kept before
+ * refnpu_mmu_reset_begin() (the caller is a reset, on the fence
+ * signalling path, where nothing may be freed that takes BO locks). After
+ * a failed reset it stays: the next reset's begin adds to it.
  */
 void refnpu_mmu_reset_done(struct refnpu_device *rdev)
 {
+	mutex_lock(&rdev->tlb_lock);
+	refnpu_quarantine_move(&rdev->tlb_released, &rdev->tlb_resetting);
+	mutex_unlock(&rdev->tlb_lock);
 	queue_work(refnpu_wq, &rdev->tlb_release_work);
 }
 
@@ -555,7 +620,7 @@ static void refnpu_mmu_release(struct drm_device *drm, void *arg)
 	struct refnpu_device *rdev = to_refnpu(drm);
 
 	cancel_work_sync(&rdev->tlb_release_work);
-	refnpu_mmu_release_quarantine(rdev);
+	refnpu_mmu_release_quarantine(rdev, true);
 	ida_destroy(&rdev->ctx_ids);
 }
 
@@ -641,7 +706,7 @@ void refnpu_mmu_fini(struct refnpu_device *rdev)
 
 	/* The device is stopped: what failed invalidations kept can go. */
 	cancel_work_sync(&rdev->tlb_release_work);
-	refnpu_mmu_release_quarantine(rdev);
+	refnpu_mmu_release_quarantine(rdev, true);
 }
 
 /**
@@ -785,6 +850,9 @@ void refnpu_ctx_put(struct refnpu_ctx *ctx)
  * @sgt: DMA-mapped pages of the BO
  * @size: size of the BO
  * @writable: allow device writes
+ * @quarantined: set when the map failed and its rollback could not
+ *	invalidate the TLB: @map (with a BO and a context reference of its
+ *	own, and its range) then belongs to the quarantine; else untouched
  *
  * The range reserved is followed by a REFNPU_VA_GUARD gap that stays
  * unmapped. BOs of 2 MiB or more are 2 MiB aligned so that they can use
@@ -793,10 +861,12 @@ void refnpu_ctx_put(struct refnpu_ctx *ctx)
  * Return: 0, -ENOSPC when the address space is full, -EINVAL, -ENOMEM.
  */
 int refnpu_mmu_map(struct refnpu_ctx *ctx, struct refnpu_mapping *map,
-		   struct sg_table *sgt, u64 size, bool writable)
+		   struct sg_table *sgt, u64 size, bool writable,
+		   bool *quarantined)
 {
 	u64 align = size >= REFNPU_HUGE_PAGE_SIZE ? REFNPU_HUGE_PAGE_SIZE :
 		    REFNPU_PAGE_SIZE;
+	LIST_HEAD(freelist);
 	int ret;
 
 	mutex_lock(&ctx->vm_lock);
@@ -811,9 +881,25 @@ int refnpu_mmu_map(struct refnpu_ctx *ctx, struct refnpu_mapping *map,
 		goto out;
 
 	map->va = map->node.start;
-	ret = refnpu_pgtable_map_sgt(&ctx->pgt, map->va, sgt, size, writable);
-	if (ret)
+	ret = refnpu_pgtable_map_sgt(&ctx->pgt, map->va, sgt, size, writable,
+				     &freelist);
+	if (!ret)
+		goto out;
+	/*
+	 * A job of this context may have walked the new tables and cached
+	 * translations of the range: as for an unmap, they go only after an
+	 * invalidation, and when that fails, the tables, the range and the
+	 * BO (whose pages the range pointed to) are quarantined.
+	 */
+	if (refnpu_mmu_tlb_invalidate(ctx->rdev, ctx->id)) {
+		drm_gem_object_get(&map->bo->base.base);
+		refnpu_ctx_get(ctx);
+		refnpu_mmu_quarantine(ctx->rdev, &ctx->pgt, &freelist, map, 0);
+		*quarantined = true;
+	} else {
+		refnpu_pgtable_free_tables(&ctx->pgt, &freelist);
 		drm_mm_remove_node(&map->node);
+	}
 out:
 	mutex_unlock(&ctx->vm_lock);
 
@@ -830,11 +916,12 @@ out:
  * Invalidates the device TLB before the range and the freed tables can be
  * reused. When the invalidation fails, the device may still reach the
  * BO's pages and the freed tables through stale translations: they are
- * quarantined with @map until a device reset, which is requested.
- * May sleep.
+ * quarantined with @map, which keeps its device address, until a device
+ * reset, which is requested. May sleep.
  *
- * Return: true when @map was quarantined: it and its BO reference now
- * belong to the device, which frees them after the reset.
+ * Return: true when @map was quarantined: it, its BO reference and its
+ * context reference now belong to the device, which drops them after the
+ * reset.
  */
 bool refnpu_mmu_unmap(struct refnpu_ctx *ctx, struct refnpu_mapping *map)
 {
@@ -854,7 +941,12 @@ bool refnpu_mmu_unmap(struct refnpu_ctx *ctx, struct refnpu_mapping *map)
 			refnpu_pgtable_free_tables(&ctx->pgt, &freelist);
 		}
 	}
-	drm_mm_remove_node(&map->node);
+	/*
+	 * A quarantined range keeps its device address: a BO mapped there
+	 * could be reached through the stale translations, at the old pages.
+	 */
+	if (!quarantined)
+		drm_mm_remove_node(&map->node);
 	mutex_unlock(&ctx->vm_lock);
 
 	refnpu_dbg(ctx->rdev, MMU, "ctx %u unmap va 0x%llx%s\n", ctx->id,

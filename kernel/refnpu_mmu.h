@@ -54,7 +54,8 @@ void refnpu_pgtable_take_tree(struct refnpu_pgtable *pgt,
 int refnpu_pgtable_map(struct refnpu_pgtable *pgt, u64 va, dma_addr_t addr,
 		       u64 size, bool writable);
 int refnpu_pgtable_map_sgt(struct refnpu_pgtable *pgt, u64 va,
-			   struct sg_table *sgt, u64 size, bool writable);
+			   struct sg_table *sgt, u64 size, bool writable,
+			   struct list_head *freelist);
 void refnpu_pgtable_unmap(struct refnpu_pgtable *pgt, u64 va, u64 size,
 			  struct list_head *freelist);
 void refnpu_pgtable_free_tables(struct refnpu_pgtable *pgt,
@@ -71,8 +72,10 @@ struct refnpu_ctx *refnpu_ctx_get(struct refnpu_ctx *ctx);
 void refnpu_ctx_put(struct refnpu_ctx *ctx);
 
 int refnpu_mmu_map(struct refnpu_ctx *ctx, struct refnpu_mapping *map,
-		   struct sg_table *sgt, u64 size, bool writable);
+		   struct sg_table *sgt, u64 size, bool writable,
+		   bool *quarantined);
 bool refnpu_mmu_unmap(struct refnpu_ctx *ctx, struct refnpu_mapping *map);
+void refnpu_mmu_reset_begin(struct refnpu_device *rdev);
 void refnpu_mmu_reset_done(struct refnpu_device *rdev);
 void refnpu_mmu_show(struct refnpu_ctx *ctx, struct drm_printer *p);
 

@@ -412,12 +412,32 @@ static void pgtable_map_sgt(struct kunit *test)
 
 	/* Only 4 pages of the 6 the segments hold. */
 	KUNIT_ASSERT_EQ(test, refnpu_pgtable_map_sgt(pgt, va, sgt, 4 * SZ_4K,
-						     false), 0);
+						     false, NULL), 0);
 	expect_mapped(test, pgt, va, SZ_1G, PTE_RO, 0);
 	expect_mapped(test, pgt, va + SZ_4K, SZ_1G + SZ_4K, PTE_RO, 0);
 	expect_mapped(test, pgt, va + 2 * SZ_4K, SZ_2G + SZ_64K, PTE_RO, 0);
 	expect_mapped(test, pgt, va + 3 * SZ_4K, SZ_4G, PTE_RO, 0);
 	expect_unmapped(test, pgt, va + 4 * SZ_4K);
+}
+
+/*
+ * A failed map_sgt() leaves nothing mapped and hands the tables that
+ * became empty to its caller, who frees them after a TLB invalidation.
+ */
+static void expect_map_sgt_fails(struct kunit *test,
+				 struct refnpu_pgtable *pgt, u64 va,
+				 struct sg_table *sgt, u64 size)
+{
+	LIST_HEAD(freelist);
+
+	KUNIT_EXPECT_EQ(test, refnpu_pgtable_map_sgt(pgt, va, sgt, size, true,
+						     &freelist), -EINVAL);
+	expect_unmapped(test, pgt, va);
+	expect_unmapped(test, pgt, va + SZ_4K);
+	KUNIT_EXPECT_FALSE_MSG(test, list_empty(&freelist),
+			       "the new tables were not handed back");
+	refnpu_pgtable_free_tables(pgt, &freelist);
+	KUNIT_EXPECT_EQ(test, pgt->tables, 1U);
 }
 
 static void pgtable_map_sgt_failure_unwinds(struct kunit *test)
@@ -436,33 +456,24 @@ static void pgtable_map_sgt_failure_unwinds(struct kunit *test)
 		{ SZ_1G, 2 * SZ_4K },
 	};
 	struct refnpu_pgtable *pgt = pgt_new(test, false);
-	struct sg_table *sgt;
 	u64 va = SZ_256M;
 
-	sgt = pgt_sgt(test, bad_len, ARRAY_SIZE(bad_len));
-	KUNIT_EXPECT_EQ(test, refnpu_pgtable_map_sgt(pgt, va, sgt, 4 * SZ_4K,
-						     true), -EINVAL);
-	expect_unmapped(test, pgt, va);
-	expect_unmapped(test, pgt, va + SZ_4K);
-	KUNIT_EXPECT_EQ(test, pgt->tables, 1U);
-
-	sgt = pgt_sgt(test, bad_addr, ARRAY_SIZE(bad_addr));
-	KUNIT_EXPECT_EQ(test, refnpu_pgtable_map_sgt(pgt, va, sgt, 3 * SZ_4K,
-						     true), -EINVAL);
-	expect_unmapped(test, pgt, va);
-	KUNIT_EXPECT_EQ(test, pgt->tables, 1U);
-
+	expect_map_sgt_fails(test, pgt, va,
+			     pgt_sgt(test, bad_len, ARRAY_SIZE(bad_len)),
+			     4 * SZ_4K);
+	expect_map_sgt_fails(test, pgt, va,
+			     pgt_sgt(test, bad_addr, ARRAY_SIZE(bad_addr)),
+			     3 * SZ_4K);
 	/* Segments that do not cover the size. */
-	sgt = pgt_sgt(test, short_segs, ARRAY_SIZE(short_segs));
-	KUNIT_EXPECT_EQ(test, refnpu_pgtable_map_sgt(pgt, va, sgt, 4 * SZ_4K,
-						     true), -EINVAL);
-	expect_unmapped(test, pgt, va);
-	KUNIT_EXPECT_EQ(test, pgt->tables, 1U);
+	expect_map_sgt_fails(test, pgt, va,
+			     pgt_sgt(test, short_segs, ARRAY_SIZE(short_segs)),
+			     4 * SZ_4K);
 
 	/* The last segment may be longer than needed: it is clipped. */
-	sgt = pgt_sgt(test, bad_len, ARRAY_SIZE(bad_len));
-	KUNIT_EXPECT_EQ(test, refnpu_pgtable_map_sgt(pgt, va, sgt, 3 * SZ_4K,
-						     true), 0);
+	KUNIT_EXPECT_EQ(test, refnpu_pgtable_map_sgt(pgt, va,
+						     pgt_sgt(test, bad_len,
+							     ARRAY_SIZE(bad_len)),
+						     3 * SZ_4K, true, NULL), 0);
 	expect_mapped(test, pgt, va + 2 * SZ_4K, SZ_2G, PTE_RW, 0);
 	expect_unmapped(test, pgt, va + 3 * SZ_4K);
 }

@@ -22,6 +22,7 @@
 #include <linux/jiffies.h>
 #include <linux/kthread.h>
 #include <linux/sched/task.h>
+#include <linux/scatterlist.h>
 #include <linux/workqueue.h>
 #include <linux/sizes.h>
 
@@ -31,6 +32,7 @@
 #include <uapi/drm/refnpu_accel.h>
 
 #include "refnpu_drv.h"
+#include "refnpu_gem.h"
 #include "refnpu_hw_ops.h"
 #include "refnpu_hwif.h"
 #include "refnpu_job.h"
@@ -1277,22 +1279,27 @@ static void mmu_tlb_needs_invalidation(struct kunit *test)
 /*
  * Backend operations of a test's device, wrapped: TLB invalidations can
  * be made to time out or to take long and count how many overlap, and
- * device resets can be held back until the test lets them through.
+ * device resets can be held back until the test lets them through (the
+ * first by @reset_go, later ones by @reset_go2).
  */
 static struct {
 	const struct refnpu_hw_ops *orig;
 	struct refnpu_hw_ops ops;
 	bool tlb_fail;
+	atomic_t tlb_calls;
 	atomic_t tlb_inflight;
 	int tlb_max_inflight;
 	bool tlb_slow;
+	atomic_t resets;
 	struct completion reset_go;
+	struct completion reset_go2;
 } tlbw;
 
 static int tlbw_invalidate(struct refnpu_device *rdev, u32 ctx_id)
 {
 	int n = atomic_inc_return(&tlbw.tlb_inflight), ret;
 
+	atomic_inc(&tlbw.tlb_calls);
 	if (n > READ_ONCE(tlbw.tlb_max_inflight))
 		WRITE_ONCE(tlbw.tlb_max_inflight, n);
 	if (READ_ONCE(tlbw.tlb_slow))
@@ -1305,7 +1312,9 @@ static int tlbw_invalidate(struct refnpu_device *rdev, u32 ctx_id)
 
 static int tlbw_reset(struct refnpu_device *rdev)
 {
-	wait_for_completion(&tlbw.reset_go);
+	int n = atomic_inc_return(&tlbw.resets);
+
+	wait_for_completion(n == 1 ? &tlbw.reset_go : &tlbw.reset_go2);
 	return tlbw.orig->reset(rdev);
 }
 
@@ -1314,6 +1323,7 @@ static void tlbw_restore(void *arg)
 	struct refnpu_device *rdev = arg;
 
 	complete_all(&tlbw.reset_go);
+	complete_all(&tlbw.reset_go2);
 	WRITE_ONCE(tlbw.tlb_fail, false);
 	flush_workqueue(rdev->reset_wq);
 	flush_workqueue(refnpu_wq);
@@ -1330,7 +1340,10 @@ static void tlbw_install(struct kunit *test, struct refnpu_device *rdev)
 	tlbw.tlb_slow = false;
 	atomic_set(&tlbw.tlb_inflight, 0);
 	tlbw.tlb_max_inflight = 0;
+	atomic_set(&tlbw.resets, 0);
+	atomic_set(&tlbw.tlb_calls, 0);
 	init_completion(&tlbw.reset_go);
+	init_completion(&tlbw.reset_go2);
 	rdev->hw_ops = &tlbw.ops;
 	KUNIT_ASSERT_EQ(test, kunit_add_action_or_reset(test, tlbw_restore, rdev),
 			0);
@@ -1380,6 +1393,176 @@ static void mmu_tlb_timeout_quarantines_until_reset(struct kunit *test)
 		usleep_range(1000, 2000);
 	KUNIT_EXPECT_EQ(test, bo_count(rdev), n - 1);
 	KUNIT_EXPECT_GE(test, atomic64_read(&rdev->device_resets), 1LL);
+	KUNIT_EXPECT_EQ(test, rec_nop(test, f->filp, f->cmd), 0);
+}
+
+/*
+ * A quarantined mapping keeps its device address until the reset: a BO
+ * mapped meanwhile gets another one, since the stale translations of the
+ * old one still lead to the old pages. After the reset the address is
+ * handed out again.
+ */
+static void mmu_tlb_quarantine_keeps_the_address(struct kunit *test)
+{
+	struct rec_fixture *f = test->priv;
+	struct refnpu_device *rdev = f->rdev;
+	u32 bo, bo2, bo3;
+	u64 va, va2, va3;
+
+	tlbw_install(test, rdev);
+	KUNIT_ASSERT_EQ(test, refnpu_test_bo(test, f->filp, SZ_64K, 0, &bo,
+					     &va), 0);
+	WRITE_ONCE(tlbw.tlb_fail, true);
+	refnpu_test_bo_close(test, f->filp, bo);
+	WRITE_ONCE(tlbw.tlb_fail, false);
+	KUNIT_ASSERT_EQ(test, atomic64_read(&rdev->tlb_timeouts), 1LL);
+
+	KUNIT_ASSERT_EQ(test, refnpu_test_bo(test, f->filp, SZ_64K, 0, &bo2,
+					     &va2), 0);
+	KUNIT_EXPECT_NE_MSG(test, va2, va,
+			    "a quarantined device address was handed out again");
+	refnpu_test_bo_close(test, f->filp, bo2);
+
+	complete_all(&tlbw.reset_go);
+	flush_workqueue(rdev->reset_wq);
+	flush_workqueue(refnpu_wq);
+	KUNIT_ASSERT_EQ(test, refnpu_test_bo(test, f->filp, SZ_64K, 0, &bo3,
+					     &va3), 0);
+	KUNIT_EXPECT_EQ_MSG(test, va3, va,
+			    "the reset did not give the address back");
+	KUNIT_EXPECT_EQ(test, rec_nop(test, f->filp, f->cmd), 0);
+}
+
+/* Wait until @n BOs are left; returns the count. */
+static unsigned int bo_count_settled(struct refnpu_device *rdev,
+				     unsigned int n)
+{
+	unsigned long end = jiffies + msecs_to_jiffies(REFNPU_TEST_WAIT_MS);
+
+	while (bo_count(rdev) != n && time_before(jiffies, end))
+		usleep_range(1000, 2000);
+	return bo_count(rdev);
+}
+
+/*
+ * What is quarantined while a device reset is under way may have been
+ * cached after the reset dropped the TLB: that reset frees only what was
+ * quarantined before it began, and the next reset the rest.
+ */
+static void mmu_tlb_quarantine_waits_for_its_own_reset(struct kunit *test)
+{
+	struct rec_fixture *f = test->priv;
+	struct refnpu_device *rdev = f->rdev;
+	unsigned long end;
+	unsigned int n;
+	u32 a, b;
+
+	tlbw_install(test, rdev);
+	KUNIT_ASSERT_EQ(test, refnpu_test_bo(test, f->filp, SZ_64K, 0, &a,
+					     NULL), 0);
+	KUNIT_ASSERT_EQ(test, refnpu_test_bo(test, f->filp, SZ_64K, 0, &b,
+					     NULL), 0);
+	n = bo_count(rdev);
+
+	/* A is quarantined; its reset begins and is held. */
+	WRITE_ONCE(tlbw.tlb_fail, true);
+	refnpu_test_bo_close(test, f->filp, a);
+	end = jiffies + msecs_to_jiffies(REFNPU_TEST_WAIT_MS);
+	while (atomic_read(&tlbw.resets) < 1 && time_before(jiffies, end))
+		usleep_range(1000, 2000);
+	KUNIT_ASSERT_EQ(test, atomic_read(&tlbw.resets), 1);
+
+	/* B is quarantined while that reset is under way. */
+	refnpu_test_bo_close(test, f->filp, b);
+	WRITE_ONCE(tlbw.tlb_fail, false);
+
+	complete_all(&tlbw.reset_go);
+	KUNIT_EXPECT_EQ_MSG(test, bo_count_settled(rdev, n - 1), n - 1,
+			    "the first reset did not free what it covered");
+	/* The second reset is held: B must still be there. */
+	msleep(50);
+	KUNIT_EXPECT_EQ_MSG(test, bo_count(rdev), n - 1,
+			    "a reset freed what was quarantined after it began");
+
+	complete_all(&tlbw.reset_go2);
+	KUNIT_EXPECT_EQ(test, bo_count_settled(rdev, n - 2), n - 2);
+	KUNIT_EXPECT_EQ(test, atomic_read(&tlbw.resets), 2);
+	KUNIT_EXPECT_EQ(test, rec_nop(test, f->filp, f->cmd), 0);
+}
+
+/* A mapping of @obj in @ctx for refnpu_mmu_map(), owned by the test. */
+static struct refnpu_mapping *rollback_map(struct kunit *test,
+					   struct drm_gem_object *obj,
+					   struct refnpu_ctx *ctx)
+{
+	struct refnpu_mapping *map = kzalloc(sizeof(*map), GFP_KERNEL);
+
+	KUNIT_ASSERT_NOT_NULL(test, map);
+	kref_init(&map->refcount);
+	map->bo = to_refnpu_bo(obj);
+	map->ctx = ctx;
+	return map;
+}
+
+/*
+ * A map that fails part-way is rolled back like an unmap: a job of the
+ * context may have walked the new tables, so they are freed only after a
+ * TLB invalidation; when that fails, they, the range and the BO are
+ * quarantined until a device reset.
+ */
+static void mmu_map_rollback_invalidates(struct kunit *test)
+{
+	struct rec_fixture *f = test->priv;
+	struct refnpu_device *rdev = f->rdev;
+	struct refnpu_mapping *map;
+	struct drm_gem_object *obj;
+	struct scatterlist *sg;
+	bool quarantined = false;
+	struct sg_table sgt;
+	unsigned int n;
+	u32 bo;
+
+	tlbw_install(test, rdev);
+	KUNIT_ASSERT_EQ(test, refnpu_test_bo(test, f->filp, SZ_64K, 0, &bo,
+					     NULL), 0);
+	obj = drm_gem_object_lookup(f->filp->private_data, bo);
+	KUNIT_ASSERT_NOT_NULL(test, obj);
+	n = bo_count(rdev);
+
+	/* Two pages, then a segment that ends inside a page. */
+	KUNIT_ASSERT_EQ(test, sg_alloc_table(&sgt, 2, GFP_KERNEL), 0);
+	sg = sgt.sgl;
+	sg_dma_address(sg) = SZ_1G;
+	sg_dma_len(sg) = 2 * SZ_4K;
+	sg = sg_next(sg);
+	sg_dma_address(sg) = SZ_2G;
+	sg_dma_len(sg) = SZ_4K + 512;
+	sgt.nents = 2;
+
+	map = rollback_map(test, obj, f->ctx);
+	KUNIT_EXPECT_EQ(test, refnpu_mmu_map(f->ctx, map, &sgt, 4 * SZ_4K,
+					     true, &quarantined), -EINVAL);
+	KUNIT_EXPECT_FALSE(test, quarantined);
+	KUNIT_EXPECT_EQ_MSG(test, atomic_read(&tlbw.tlb_calls), 1,
+			    "the rollback freed tables without an invalidation");
+	KUNIT_EXPECT_FALSE(test, drm_mm_node_allocated(&map->node));
+	kfree(map);
+
+	WRITE_ONCE(tlbw.tlb_fail, true);
+	map = rollback_map(test, obj, f->ctx);
+	KUNIT_EXPECT_EQ(test, refnpu_mmu_map(f->ctx, map, &sgt, 4 * SZ_4K,
+					     true, &quarantined), -EINVAL);
+	WRITE_ONCE(tlbw.tlb_fail, false);
+	KUNIT_EXPECT_TRUE(test, quarantined);
+	KUNIT_EXPECT_EQ(test, atomic64_read(&rdev->tlb_timeouts), 1LL);
+	sg_free_table(&sgt);
+
+	/* The quarantine keeps the BO past its last handle, until the reset. */
+	drm_gem_object_put(obj);
+	refnpu_test_bo_close(test, f->filp, bo);
+	KUNIT_EXPECT_EQ(test, bo_count(rdev), n);
+	complete_all(&tlbw.reset_go);
+	KUNIT_EXPECT_EQ(test, bo_count_settled(rdev, n - 1), n - 1);
 	KUNIT_EXPECT_EQ(test, rec_nop(test, f->filp, f->cmd), 0);
 }
 
@@ -1628,6 +1811,9 @@ static struct kunit_case refnpu_mmu_fault_cases[] = {
 	KUNIT_CASE(mmu_fault_never_bans),
 	KUNIT_CASE(mmu_tlb_needs_invalidation),
 	KUNIT_CASE(mmu_tlb_timeout_quarantines_until_reset),
+	KUNIT_CASE(mmu_tlb_quarantine_keeps_the_address),
+	KUNIT_CASE(mmu_tlb_quarantine_waits_for_its_own_reset),
+	KUNIT_CASE(mmu_map_rollback_invalidates),
 	KUNIT_CASE(mmu_tlb_invalidations_serialised),
 	KUNIT_CASE(recovery_failed_reset_wedges),
 	KUNIT_CASE(mmu_unmap_after_unplug_waits_for_stop),
