@@ -288,7 +288,11 @@ struct refnpu_device *refnpu_device_create(struct device *parent,
 int refnpu_device_register(struct refnpu_device *rdev);
 void refnpu_device_unregister(struct refnpu_device *rdev);
 
+#ifdef REFNPU_TEST_HOOKS
 extern bool refnpu_virt_stray_dma;
+#else
+#define refnpu_virt_stray_dma false
+#endif
 int refnpu_virt_init(void);
 void refnpu_virt_exit(void);
 int refnpu_pci_init(void);

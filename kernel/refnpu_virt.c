@@ -75,10 +75,13 @@ module_param(virt_fault_inject, bool, 0444);
 MODULE_PARM_DESC(virt_fault_inject,
 		 "Virtual devices expose the fault-injection registers (default: true)");
 
+#ifdef REFNPU_TEST_HOOKS
+/* Only in test builds (Kbuild: REFNPU_TEST_HOOKS=1): it writes any page. */
 bool refnpu_virt_stray_dma;
 module_param_named(virt_stray_dma, refnpu_virt_stray_dma, bool, 0444);
 MODULE_PARM_DESC(virt_stray_dma,
 		 "Injected stray DMA writes physical memory; for containment tests only (default: false)");
+#endif
 
 /**
  * struct refnpu_virt_lock - one of the core's locks

@@ -1,7 +1,9 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
 #
-# Build refnpu.ko out of tree with W=1 and fail on any compiler warning.
+# Build refnpu.ko out of tree with W=1 and fail on any compiler warning,
+# with the test hooks (REFNPU_TEST_HOOKS=1, kernel/Kbuild): this is the
+# module of the test suites and the demo, never one to ship.
 #
 # Usage: build-module.sh SRCDIR OBJDIR KDIR|@FILE OUTPUT
 #
@@ -35,7 +37,7 @@ done <"$obj/.srclist.new"
 mv "$obj/.srclist.new" "$obj/.srclist"
 log="$obj/build.log"
 set +e
-make -C "$kdir" M="$obj" W=1 -j"$(nproc)" modules >"$log" 2>&1
+make -C "$kdir" M="$obj" W=1 REFNPU_TEST_HOOKS=1 -j"$(nproc)" modules >"$log" 2>&1
 rc=$?
 set -e
 if [ $rc != 0 ]; then
