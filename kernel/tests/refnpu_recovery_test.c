@@ -703,6 +703,69 @@ static void recovery_unbind_stops_device_first(struct kunit *test)
 }
 
 /*
+ * A job that stays on the hardware of @rdev, kept on its scheduler's
+ * pending list (the scheduler's work is stopped until the test ends or
+ * unplug_expect_released()), its file closed.
+ */
+static struct drm_gpu_scheduler *unplug_hang_setup(struct kunit *test,
+						   struct refnpu_device *rdev)
+{
+	struct file *filp = refnpu_test_open(test, rdev);
+	struct drm_gpu_scheduler *sched = &rdev->queues[0].sched;
+
+	unplug_track(test, rdev);
+	dma_fence_put(rec_hang_job(test, rdev, filp));
+	drm_sched_wqueue_stop(sched);
+	KUNIT_ASSERT_EQ(test, kunit_add_action_or_reset(test, unplug_wqueue_start,
+							sched), 0);
+	refnpu_test_close(test, filp);
+	return sched;
+}
+
+/* The scheduler's timeout work on its first pending job, replayed. */
+static enum drm_gpu_sched_stat unplug_replay_timeout(struct kunit *test,
+						     struct drm_gpu_scheduler *sched)
+{
+	enum drm_gpu_sched_stat stat;
+	struct drm_sched_job *s_job;
+
+	spin_lock(&sched->job_list_lock);
+	s_job = list_first_entry_or_null(&sched->pending_list,
+					 struct drm_sched_job, list);
+	if (s_job)
+		list_del_init(&s_job->list);
+	spin_unlock(&sched->job_list_lock);
+	KUNIT_ASSERT_NOT_NULL(test, s_job);
+	stat = sched->ops->timedout_job(s_job);
+	if (sched->free_guilty) {
+		sched->ops->free_job(s_job);
+		sched->free_guilty = false;
+	}
+	return stat;
+}
+
+/*
+ * The timed-out job must be freed, which releases the device. The handler
+ * restarts the scheduler itself; once the device is released its
+ * schedulers are gone: only a device that was not may have its scheduler
+ * started here.
+ */
+static void unplug_expect_released(struct kunit *test,
+				   struct drm_gpu_scheduler *sched)
+{
+	unsigned long left;
+
+	left = wait_for_completion_timeout(&unplug_state.released,
+					   msecs_to_jiffies(REFNPU_TEST_WAIT_MS));
+	if (left)
+		kunit_remove_action(test, unplug_wqueue_start, sched);
+	else
+		kunit_release_action(test, unplug_wqueue_start, sched);
+	KUNIT_EXPECT_NE_MSG(test, left, 0,
+			    "the timed-out job was never freed: the device was never released");
+}
+
+/*
  * A job times out after its device was removed: the timeout handler
  * cannot reset anything, but it must still hand the job back to the
  * scheduler to be freed, or the job's pins, context and device references
@@ -713,50 +776,12 @@ static void recovery_unbind_stops_device_first(struct kunit *test)
 static void recovery_timeout_after_unplug_frees_job(struct kunit *test)
 {
 	struct refnpu_device *rdev = refnpu_test_device(test, 0);
-	struct file *filp = refnpu_test_open(test, rdev);
-	struct drm_gpu_scheduler *sched = &rdev->queues[0].sched;
-	struct drm_sched_job *s_job;
-	struct dma_fence *fence;
-	unsigned long left;
+	struct drm_gpu_scheduler *sched = unplug_hang_setup(test, rdev);
 
-	unplug_track(test, rdev);
-
-	fence = rec_hang_job(test, rdev, filp);
-	/* Keep the job on the pending list: nothing frees it meanwhile. */
-	drm_sched_wqueue_stop(sched);
-	KUNIT_ASSERT_EQ(test, kunit_add_action_or_reset(test, unplug_wqueue_start,
-							sched), 0);
-	refnpu_test_close(test, filp);
 	refnpu_test_remove(test, rdev);
-	dma_fence_put(fence);
-
-	spin_lock(&sched->job_list_lock);
-	s_job = list_first_entry_or_null(&sched->pending_list,
-					 struct drm_sched_job, list);
-	if (s_job)
-		list_del_init(&s_job->list);
-	spin_unlock(&sched->job_list_lock);
-	KUNIT_ASSERT_NOT_NULL(test, s_job);
-	KUNIT_EXPECT_EQ(test, sched->ops->timedout_job(s_job),
+	KUNIT_EXPECT_EQ(test, unplug_replay_timeout(test, sched),
 			DRM_GPU_SCHED_STAT_ENODEV);
-	if (sched->free_guilty) {
-		sched->ops->free_job(s_job);
-		sched->free_guilty = false;
-	}
-
-	/*
-	 * The handler restarts the scheduler itself. Once the device is
-	 * released its schedulers are gone: only a device that was not may
-	 * have its scheduler started here.
-	 */
-	left = wait_for_completion_timeout(&unplug_state.released,
-					   msecs_to_jiffies(REFNPU_TEST_WAIT_MS));
-	if (left)
-		kunit_remove_action(test, unplug_wqueue_start, sched);
-	else
-		kunit_release_action(test, unplug_wqueue_start, sched);
-	KUNIT_EXPECT_NE_MSG(test, left, 0,
-			    "the timed-out job was never freed: the device was never released");
+	unplug_expect_released(test, sched);
 }
 
 /* The removal the next test starts inside the timeout handler. */
@@ -808,19 +833,7 @@ static void upr_queue_poll(struct refnpu_device *rdev, unsigned int queue)
 static void recovery_unplug_during_timeout_frees_job(struct kunit *test)
 {
 	struct refnpu_device *rdev = refnpu_test_device(test, 0);
-	struct file *filp = refnpu_test_open(test, rdev);
-	struct drm_gpu_scheduler *sched = &rdev->queues[0].sched;
-	struct drm_sched_job *s_job;
-	struct dma_fence *fence;
-	unsigned long left;
-
-	unplug_track(test, rdev);
-	fence = rec_hang_job(test, rdev, filp);
-	drm_sched_wqueue_stop(sched);
-	KUNIT_ASSERT_EQ(test, kunit_add_action_or_reset(test, unplug_wqueue_start,
-							sched), 0);
-	refnpu_test_close(test, filp);
-	dma_fence_put(fence);
+	struct drm_gpu_scheduler *sched = unplug_hang_setup(test, rdev);
 
 	upr.orig = rdev->hw_ops;
 	upr.ops = *rdev->hw_ops;
@@ -832,34 +845,14 @@ static void recovery_unplug_during_timeout_frees_job(struct kunit *test)
 	init_completion(&upr.removed);
 	rdev->hw_ops = &upr.ops;
 
-	/* The scheduler's timeout work, replayed (drm_sched_job_timedout()). */
-	spin_lock(&sched->job_list_lock);
-	s_job = list_first_entry_or_null(&sched->pending_list,
-					 struct drm_sched_job, list);
-	if (s_job)
-		list_del_init(&s_job->list);
-	spin_unlock(&sched->job_list_lock);
-	KUNIT_ASSERT_NOT_NULL(test, s_job);
-	sched->ops->timedout_job(s_job);
-	if (sched->free_guilty) {
-		sched->ops->free_job(s_job);
-		sched->free_guilty = false;
-	}
+	unplug_replay_timeout(test, sched);
 	KUNIT_ASSERT_TRUE(test, upr.started);
 	KUNIT_EXPECT_TRUE_MSG(test, upr.unplugged_in_poll,
 			      "the removal did not happen inside the window");
 	KUNIT_ASSERT_NE(test, wait_for_completion_timeout(&upr.removed,
 							  msecs_to_jiffies(REFNPU_TEST_WAIT_MS)),
 			0);
-
-	left = wait_for_completion_timeout(&unplug_state.released,
-					   msecs_to_jiffies(REFNPU_TEST_WAIT_MS));
-	if (left)
-		kunit_remove_action(test, unplug_wqueue_start, sched);
-	else
-		kunit_release_action(test, unplug_wqueue_start, sched);
-	KUNIT_EXPECT_NE_MSG(test, left, 0,
-			    "the timed-out job was never freed: the device was never released");
+	unplug_expect_released(test, sched);
 }
 
 /*

@@ -2327,14 +2327,18 @@ TEST_F(DmaBuf, FailedResetCutsTheDeviceOffFromMemory)
 	ASSERT_EQ(dst.create(fd, kPage), 0);
 	CmdBuf cb;
 	cb.fill(dst.va, kPage, 0x3badd00d);
-
-	if (!translated) {
-		Target t;
+	/* A job stuck for @us after its reset, its late write aimed at @t. */
+	auto run_stuck = [&](Target &t, uint32_t us) {
 		ASSERT_TRUE(t.init()) << "cannot lock a page and read its address";
-		ASSERT_TRUE(n.inject(0, stuck, 200000, t.phys + 64));
+		ASSERT_TRUE(n.inject(0, stuck, us, t.phys + 64));
 		Job j(fd);
 		ASSERT_EQ(j.write(dst.handle).submit(cb), 0);
 		EXPECT_EQ(j.result(), -ETIMEDOUT);
+	};
+
+	if (!translated) {
+		Target t;
+		ASSERT_NO_FATAL_FAILURE(run_stuck(t, 200000));
 		EXPECT_EQ(n.counter("wedged"), 0) << "a reset that completed wedged the device";
 		bool landed = !t.unchanged();
 		for (int i = 0; i < 100 && !landed; i++) {
@@ -2345,11 +2349,7 @@ TEST_F(DmaBuf, FailedResetCutsTheDeviceOffFromMemory)
 	}
 
 	Target t;
-	ASSERT_TRUE(t.init()) << "cannot lock a page and read its address";
-	ASSERT_TRUE(n.inject(0, stuck, 4000000, t.phys + 64));
-	Job j(fd);
-	ASSERT_EQ(j.write(dst.handle).submit(cb), 0);
-	EXPECT_EQ(j.result(), -ETIMEDOUT);
+	ASSERT_NO_FATAL_FAILURE(run_stuck(t, 4000000));
 	auto failed_at = std::chrono::steady_clock::now();
 	EXPECT_EQ(n.counter("wedged"), 1) << "the reset failed, yet the device is not wedged";
 
