@@ -539,9 +539,13 @@ static void refnpu_queue_reattach(struct refnpu_queue *q)
 static void refnpu_queue_requeue(struct refnpu_queue *q,
 				 struct drm_sched_job *sched_job)
 {
+	bool cookie;
+
 	drm_sched_stop(&q->sched, sched_job);
+	cookie = dma_fence_begin_signalling();
 	refnpu_queue_reattach(q);
 	drm_sched_start(&q->sched);
+	dma_fence_end_signalling(cookie);
 }
 
 /*
@@ -578,6 +582,16 @@ static void refnpu_wedge(struct refnpu_device *rdev, int err)
  *      not started (or, when the device reset failed, cut the device off
  *      from memory and fail them with -EIO: refnpu_wedge());
  *   5. restart the schedulers.
+ *
+ * Steps 2 to 5 are a fence signalling critical section; stopping the
+ * schedulers is not. drm_sched_stop() waits (cancel_work_sync()) for a
+ * run_job or free_job work that is running, and those are signalling
+ * sections themselves: lockdep sees the section held around the wait for
+ * the work and the work taking the section, a cycle it reports (as a
+ * possible circular locking dependency) whenever a timeout meets a
+ * running run_job. Waiting for those works cannot deadlock, since they
+ * wait for nothing recovery holds; panfrost stops its schedulers outside
+ * the section for the same reason.
  */
 static void refnpu_recover(struct refnpu_device *rdev, struct refnpu_queue *bq,
 			   struct refnpu_job *bad, int bad_err)
@@ -585,6 +599,7 @@ static void refnpu_recover(struct refnpu_device *rdev, struct refnpu_queue *bq,
 	unsigned long stopped = 0;
 	unsigned int i;
 	int ret = 0, idx;
+	bool cookie;
 
 	if (!drm_dev_enter(&rdev->drm, &idx)) {
 		/*
@@ -600,7 +615,10 @@ static void refnpu_recover(struct refnpu_device *rdev, struct refnpu_queue *bq,
 	if (bq) {
 		drm_sched_stop(&bq->sched, bad ? &bad->base : NULL);
 		__set_bit(bq->id, &stopped);
+	}
 
+	cookie = dma_fence_begin_signalling();
+	if (bq) {
 		ret = rdev->hw_ops->queue_reset(rdev, bq->id);
 		trace_refnpu_reset(refnpu_dev_index(rdev), bq->id, ret);
 		atomic64_inc(&bq->stats.resets);
@@ -610,12 +628,14 @@ static void refnpu_recover(struct refnpu_device *rdev, struct refnpu_queue *bq,
 	}
 
 	if (!bq || ret) {
+		dma_fence_end_signalling(cookie);
 		for (i = 0; i < rdev->info.num_queues; i++) {
 			if (test_bit(i, &stopped))
 				continue;
 			drm_sched_stop(&rdev->queues[i].sched, NULL);
 			__set_bit(i, &stopped);
 		}
+		cookie = dma_fence_begin_signalling();
 		refnpu_mmu_reset_begin(rdev);
 		ret = rdev->hw_ops->reset(rdev);
 		trace_refnpu_reset(refnpu_dev_index(rdev), -1, ret);
@@ -644,14 +664,21 @@ static void refnpu_recover(struct refnpu_device *rdev, struct refnpu_queue *bq,
 		refnpu_queue_reattach(&rdev->queues[i]);
 		drm_sched_start(&rdev->queues[i].sched);
 	}
+	dma_fence_end_signalling(cookie);
 
 	drm_dev_exit(idx);
 }
 
-static enum drm_gpu_sched_stat __refnpu_job_timedout(struct refnpu_job *job)
+/*
+ * The timeout handler: a fence signalling critical section, except where
+ * it stops schedulers (refnpu_queue_requeue(), refnpu_recover()).
+ */
+static enum drm_gpu_sched_stat refnpu_job_timedout(struct drm_sched_job *sched_job)
 {
+	struct refnpu_job *job = to_refnpu_job(sched_job);
 	struct refnpu_device *rdev = job->rdev;
 	struct refnpu_queue *q = job->queue;
+	bool cookie, signaled;
 	int idx;
 
 	if (!drm_dev_enter(&rdev->drm, &idx)) {
@@ -660,40 +687,34 @@ static enum drm_gpu_sched_stat __refnpu_job_timedout(struct refnpu_job *job)
 		 * hardware fence. The job must still be freed, or its pins,
 		 * context and device references would leak.
 		 */
-		refnpu_queue_requeue(q, &job->base);
+		refnpu_queue_requeue(q, sched_job);
 		return DRM_GPU_SCHED_STAT_ENODEV;
 	}
 
 	/* The completion may be there with its interrupt lost or late. */
+	cookie = dma_fence_begin_signalling();
 	rdev->hw_ops->queue_poll(rdev, q->id);
 	drm_dev_exit(idx);
 
-	if (dma_fence_is_signaled(job->hw_fence)) {
+	signaled = dma_fence_is_signaled(job->hw_fence);
+	if (signaled) {
 		atomic64_inc(&q->stats.lost_irqs);
 		refnpu_warn(rdev, "queue %u: job %llu completed without interrupt\n",
 			    q->id, job->seq);
-		refnpu_queue_requeue(q, &job->base);
-		return DRM_GPU_SCHED_STAT_NOMINAL;
+	} else {
+		refnpu_trace_job(job, trace_refnpu_job_timeout);
+		atomic64_inc(&q->stats.timeouts);
+		refnpu_err(rdev, "queue %u: job %llu of context %u timed out\n",
+			   q->id, job->seq, job->ctx->id);
 	}
+	dma_fence_end_signalling(cookie);
 
-	refnpu_trace_job(job, trace_refnpu_job_timeout);
-	atomic64_inc(&q->stats.timeouts);
-	refnpu_err(rdev, "queue %u: job %llu of context %u timed out\n",
-		   q->id, job->seq, job->ctx->id);
-
-	refnpu_recover(rdev, q, job, -ETIMEDOUT);
+	if (signaled)
+		refnpu_queue_requeue(q, sched_job);
+	else
+		refnpu_recover(rdev, q, job, -ETIMEDOUT);
 
 	return DRM_GPU_SCHED_STAT_NOMINAL;
-}
-
-static enum drm_gpu_sched_stat refnpu_job_timedout(struct drm_sched_job *sched_job)
-{
-	bool cookie = dma_fence_begin_signalling();
-	enum drm_gpu_sched_stat stat;
-
-	stat = __refnpu_job_timedout(to_refnpu_job(sched_job));
-	dma_fence_end_signalling(cookie);
-	return stat;
 }
 
 static void refnpu_job_free_work(struct work_struct *work)

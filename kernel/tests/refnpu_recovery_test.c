@@ -14,6 +14,7 @@
 #include <kunit/test.h>
 
 #include <linux/completion.h>
+#include <linux/debug_locks.h>
 #include <linux/delay.h>
 #include <linux/dma-direct.h>
 #include <linux/string.h>
@@ -790,6 +791,7 @@ static struct {
 	struct refnpu_hw_ops ops;
 	struct kunit *test;
 	struct refnpu_device *rdev;
+	struct task_struct *remover;
 	struct completion removed;
 	bool started;
 	bool unplugged_in_poll;
@@ -806,17 +808,16 @@ static int upr_remove_fn(void *arg)
  * The timeout handler's poll of the queue, inside its drm_dev_enter()
  * section: start removing the device, and return once the removal has
  * marked it unplugged. The removal then waits for the section to end, and
- * the handler goes on to refnpu_recover() with the device unplugged.
+ * the handler goes on to refnpu_recover() with the device unplugged. The
+ * poll is also a fence signalling section, where nothing may allocate:
+ * the removing thread was created before.
  */
 static void upr_queue_poll(struct refnpu_device *rdev, unsigned int queue)
 {
 	unsigned long end = jiffies + msecs_to_jiffies(REFNPU_TEST_WAIT_MS);
-	struct task_struct *t;
 
 	upr.orig->queue_poll(rdev, queue);
-	t = kthread_run(upr_remove_fn, NULL, "refnpu-test-unplug");
-	if (IS_ERR(t))
-		return;
+	wake_up_process(upr.remover);
 	upr.started = true;
 	while (!drm_dev_is_unplugged(&rdev->drm) && time_before(jiffies, end))
 		usleep_range(100, 200);
@@ -843,6 +844,8 @@ static void recovery_unplug_during_timeout_frees_job(struct kunit *test)
 	upr.started = false;
 	upr.unplugged_in_poll = false;
 	init_completion(&upr.removed);
+	upr.remover = kthread_create(upr_remove_fn, NULL, "refnpu-test-unplug");
+	KUNIT_ASSERT_FALSE(test, IS_ERR(upr.remover));
 	rdev->hw_ops = &upr.ops;
 
 	unplug_replay_timeout(test, sched);
@@ -1004,6 +1007,158 @@ static void recovery_zero_timeout_means_none(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, atomic_read(&refnpu_test_ctx(filp)->hangs), 0);
 }
 
+/*
+ * The next test holds a run_job of the hung queue inside its work while
+ * the timeout handler stops that queue's scheduler.
+ */
+static struct {
+	const struct refnpu_hw_ops *orig;
+	struct refnpu_hw_ops ops;
+	const struct drm_sched_backend_ops *sched_orig;
+	struct drm_sched_backend_ops sched_ops;
+	struct drm_gpu_scheduler *sched;
+	struct refnpu_device *rdev;
+	struct task_struct *tdr;
+	struct completion in_poll;
+	struct completion in_run;
+	bool armed;
+	bool polled;
+	bool overlapped;
+} rjo;
+
+/* The timeout handler's poll: wait until run_job is running. */
+static void rjo_queue_poll(struct refnpu_device *rdev, unsigned int queue)
+{
+	if (xchg(&rjo.armed, false)) {
+		WRITE_ONCE(rjo.tdr, current);
+		complete(&rjo.in_poll);
+		wait_for_completion_timeout(&rjo.in_run,
+					    msecs_to_jiffies(REFNPU_TEST_WAIT_MS));
+		rjo.orig->queue_poll(rdev, queue);
+		WRITE_ONCE(rjo.polled, true);
+		return;
+	}
+	rjo.orig->queue_poll(rdev, queue);
+}
+
+/*
+ * run_job, in the scheduler's run_job work: let the timeout handler go on
+ * from its poll, and stay until it sleeps again (in drm_sched_stop(),
+ * waiting for this work), then run the job.
+ */
+static struct dma_fence *rjo_run_job(struct drm_sched_job *sched_job)
+{
+	unsigned long end = jiffies + msecs_to_jiffies(REFNPU_TEST_WAIT_MS);
+	struct task_struct *tdr = READ_ONCE(rjo.tdr);
+
+	if (tdr && !completion_done(&rjo.in_run)) {
+		complete(&rjo.in_run);
+		while (!READ_ONCE(rjo.polled) &&
+		       time_before(jiffies, end))
+			usleep_range(1000, 2000);
+		while (task_is_running(tdr) && time_before(jiffies, end))
+			usleep_range(1000, 2000);
+		rjo.overlapped = !task_is_running(tdr);
+		msleep(20);
+	}
+	return rjo.sched_orig->run_job(sched_job);
+}
+
+static void rjo_restore(void *arg)
+{
+	struct refnpu_device *rdev = arg;
+
+	rdev->hw_ops = rjo.orig;
+	rjo.sched->ops = rjo.sched_orig;
+}
+
+/*
+ * A job times out while the run_job work of its queue is running (here
+ * held there until the timeout handler waits for it, as happens by
+ * chance under load). drm_sched_stop() waits for that work, which is a
+ * fence signalling section of its own; stopped inside the handler's
+ * section, lockdep reports a circular dependency and turns itself off.
+ * The handler and recovery stop schedulers outside the section
+ * (refnpu_recover()). The job @inject makes times out: the status of its
+ * wait is @status.
+ */
+static void rjo_run(struct kunit *test, u32 inject, s32 status)
+{
+	struct rec_fixture *f = test->priv;
+	struct refnpu_device *rdev = f->rdev;
+	s32 st;
+	u32 cmd2;
+
+	if (!IS_ENABLED(CONFIG_PROVE_LOCKING))
+		kunit_skip(test, "lockdep (CONFIG_PROVE_LOCKING) is off");
+	if (!debug_locks)
+		kunit_skip(test, "lockdep turned itself off after an earlier report");
+
+	KUNIT_ASSERT_EQ(test, refnpu_test_bo(test, f->filp, SZ_4K, 0, &cmd2,
+					     NULL), 0);
+	refnpu_test_cmd_nop(refnpu_test_bo_map(test, f->filp, cmd2));
+
+	memset(&rjo, 0, sizeof(rjo));
+	init_completion(&rjo.in_poll);
+	init_completion(&rjo.in_run);
+	rjo.rdev = rdev;
+	rjo.orig = rdev->hw_ops;
+	rjo.ops = *rdev->hw_ops;
+	rjo.ops.queue_poll = rjo_queue_poll;
+	rjo.sched = &rdev->queues[0].sched;
+	rjo.sched_orig = rjo.sched->ops;
+	rjo.sched_ops = *rjo.sched->ops;
+	rjo.sched_ops.run_job = rjo_run_job;
+	rdev->hw_ops = &rjo.ops;
+	rjo.sched->ops = &rjo.sched_ops;
+	KUNIT_ASSERT_EQ(test, kunit_add_action_or_reset(test, rjo_restore, rdev),
+			0);
+
+	rec_inject(test, inject, 0, 0, 0);
+	KUNIT_ASSERT_EQ(test, refnpu_test_submit(test, f->filp, 0, f->cmd,
+						 REFNPU_CMD_NOP_SIZE), 0);
+	rec_wait_fetched(test, rdev, 0);
+	WRITE_ONCE(rjo.armed, true);
+
+	/* The timeout handler is in its poll: the next job's run_job runs. */
+	KUNIT_ASSERT_NE(test, wait_for_completion_timeout(&rjo.in_poll,
+							  msecs_to_jiffies(REFNPU_TEST_WAIT_MS)),
+			0);
+	KUNIT_ASSERT_EQ(test, refnpu_test_submit(test, f->filp, 0, cmd2,
+						 REFNPU_CMD_NOP_SIZE), 0);
+
+	KUNIT_ASSERT_EQ(test, refnpu_test_wait(test, f->filp, f->cmd,
+					       REFNPU_TEST_WAIT_MS, &st), 0);
+	KUNIT_EXPECT_EQ(test, st, status);
+	KUNIT_ASSERT_EQ(test, refnpu_test_wait(test, f->filp, cmd2,
+					       REFNPU_TEST_WAIT_MS, &st), 0);
+	KUNIT_EXPECT_EQ(test, st, 0);
+	KUNIT_EXPECT_TRUE_MSG(test, rjo.overlapped,
+			      "the timeout handler never waited while run_job ran");
+	KUNIT_EXPECT_TRUE_MSG(test, debug_locks,
+			      "lockdep reported a problem (kernel log) and is off");
+}
+
+/* The timed-out job hangs: refnpu_recover() stops the queue. */
+static void recovery_timeout_meets_running_run_job(struct kunit *test)
+{
+	rjo_run(test, REFNPU_DBG_INJECT_HANG, -ETIMEDOUT);
+}
+
+/*
+ * The timed-out job had completed, its interrupt lost: the handler puts
+ * it back to the scheduler (refnpu_queue_requeue()), which stops the
+ * queue too. This is the one that stopped inside the section on a KCSAN
+ * kernel under load.
+ */
+static void recovery_lost_irq_meets_running_run_job(struct kunit *test)
+{
+	struct rec_fixture *f = test->priv;
+
+	rjo_run(test, REFNPU_DBG_INJECT_DROP_IRQ, 0);
+	KUNIT_EXPECT_EQ(test, stat(&f->rdev->queues[0].stats.lost_irqs), 1LL);
+}
+
 static struct kunit_case refnpu_recovery_cases[] = {
 	KUNIT_CASE_SLOW(recovery_hang_times_out),
 	KUNIT_CASE_SLOW(recovery_innocent_resubmitted),
@@ -1024,6 +1179,8 @@ static struct kunit_case refnpu_recovery_cases[] = {
 	KUNIT_CASE(recovery_timeout_after_unplug_frees_job),
 	KUNIT_CASE(recovery_unplug_during_timeout_frees_job),
 	KUNIT_CASE(recovery_fence_outlives_device),
+	KUNIT_CASE_SLOW(recovery_timeout_meets_running_run_job),
+	KUNIT_CASE_SLOW(recovery_lost_irq_meets_running_run_job),
 	{}
 };
 

@@ -57,6 +57,8 @@ SPLAT_PATTERNS = [
     r"list_(add|del) corruption",
 ]
 SPLAT_RE = re.compile("|".join("(?:%s)" % p for p in SPLAT_PATTERNS))
+# Lines of each failure's message repeated at the end of stderr.
+FAIL_SUMMARY_LINES = 12
 # One KCSAN report: from its "BUG: KCSAN:" line up to the rule that ends it
 # (re.split keeps the captured report as an element of its own).
 KCSAN_BLOCK_RE = re.compile(r"(BUG: KCSAN: .*?^=+$)", re.M | re.S)
@@ -618,8 +620,13 @@ def run(args, work, vmlinuz, moddir, qemu):
                 results.append((name, "fail", "exit status %d" % rc))
         elif rc == 77:
             results.append((name, "skip", "skipped (exit 77)"))
+        elif rc == 0:
+            results.append((name, "pass", ""))
         else:
-            results.append((name, "pass" if rc == 0 else "fail", "exit status %d" % rc))
+            # A program without per-case results (the fuzzer, a tool):
+            # the message carries the end of its output, where it says why.
+            tail = outputs.get(i, [])[-FAIL_SUMMARY_LINES:]
+            results.append((name, "fail", "\n".join(["exit status %d" % rc] + tail)))
 
     # KCSAN reports races all over a kernel; with --kcsan-scope only those
     # with one side in the code under test fail the run.
@@ -697,6 +704,20 @@ def run(args, work, vmlinuz, moddir, qemu):
         print("# slowest cases: " + ", ".join("%s %.1f s" % (n, t) for t, n in slow))
     if splats or failed:
         sys.stderr.write(console[-4000:] if console else "(no console output)\n")
+        # Last, so that a CI log that keeps only the tail of the output
+        # still names what failed: each failed result with the start of
+        # its message (a violation, a splat, an assertion).
+        sys.stderr.write("\n==== %d failed in this guest ====\n" % failed)
+        for name, status, msg in results:
+            if status != "fail":
+                continue
+            sys.stderr.write("FAILED: %s\n" % name)
+            mlines = msg.splitlines()
+            for mline in mlines[:FAIL_SUMMARY_LINES]:
+                sys.stderr.write("    %s\n" % mline)
+            if len(mlines) > FAIL_SUMMARY_LINES:
+                sys.stderr.write("    ... (%d more lines in the TAP output)\n"
+                                 % (len(mlines) - FAIL_SUMMARY_LINES))
     return 1 if failed else 0
 
 
