@@ -21,22 +21,26 @@
  * @pdev: the PCI function
  * @regs: BAR0
  * @nvec: interrupt vectors allocated
+ * @vecs: one per vector
  */
 struct refnpu_pci {
 	struct refnpu_hwif hw;
 	struct pci_dev *pdev;
 	void __iomem *regs;
 	unsigned int nvec;
+	struct refnpu_pci_vec *vecs;
 };
 
 /**
  * struct refnpu_pci_vec - what one interrupt vector serves
  * @rpci: the function
  * @source: REFNPU_MSIX_VEC_* index
+ * @irq: its Linux interrupt number
  */
 struct refnpu_pci_vec {
 	struct refnpu_pci *rpci;
 	unsigned int source;
+	int irq;
 };
 
 static inline struct refnpu_pci *to_refnpu_pci(struct refnpu_hwif *hw)
@@ -54,13 +58,19 @@ static void refnpu_pci_write32(struct refnpu_hwif *hw, u32 off, u32 val)
 	writel(val, to_refnpu_pci(hw)->regs + off);
 }
 
+/*
+ * Called by recovery, inside a fence signalling section: with the
+ * interrupt numbers looked up at probe, since pci_irq_vector() takes the
+ * MSI domain's mutex, which is held around allocations when vectors are
+ * set up.
+ */
 static void refnpu_pci_sync_irqs(struct refnpu_hwif *hw)
 {
 	struct refnpu_pci *rpci = to_refnpu_pci(hw);
 	unsigned int i;
 
 	for (i = 0; i < rpci->nvec; i++)
-		synchronize_irq(pci_irq_vector(rpci->pdev, i));
+		synchronize_irq(rpci->vecs[i].irq);
 }
 
 /*
@@ -114,22 +124,24 @@ static int refnpu_pci_setup_irqs(struct refnpu_pci *rpci)
 		dev_err(&pdev->dev, "%u MSI-X vectors needed: %d\n", want, ret);
 		return ret;
 	}
-	rpci->nvec = ret;
+	rpci->vecs = devm_kcalloc(&pdev->dev, ret, sizeof(*rpci->vecs),
+				  GFP_KERNEL);
+	if (!rpci->vecs)
+		return -ENOMEM;
 
-	for (i = 0; i < rpci->nvec; i++) {
-		struct refnpu_pci_vec *vec;
+	for (i = 0; i < ret; i++) {
+		struct refnpu_pci_vec *vec = &rpci->vecs[i];
+		int err;
 
-		vec = devm_kzalloc(&pdev->dev, sizeof(*vec), GFP_KERNEL);
-		if (!vec)
-			return -ENOMEM;
 		vec->rpci = rpci;
 		vec->source = i;
-		ret = devm_request_irq(&pdev->dev, pci_irq_vector(pdev, i),
-				       refnpu_pci_irq, 0, dev_name(&pdev->dev),
-				       vec);
-		if (ret)
-			return ret;
+		vec->irq = pci_irq_vector(pdev, i);
+		err = devm_request_irq(&pdev->dev, vec->irq, refnpu_pci_irq, 0,
+				       dev_name(&pdev->dev), vec);
+		if (err)
+			return err;
 	}
+	rpci->nvec = ret;
 
 	return 0;
 }
