@@ -132,11 +132,13 @@ static void refnpu_userptr_free(struct refnpu_userptr *up)
 /*
  * Pin @size bytes at @start and build their sg table for @dev (not
  * DMA-mapped yet: that needs the device, see refnpu_bo_userptr_ioctl()).
- * The pages are pinned for writing unless @device_ro, or unless the
- * process may not write them, in which case *@device_ro is set.
+ * The pages are pinned for writing where the process may write them;
+ * otherwise read-only, which only a BO the device reads (@device_ro) may
+ * have: a writable BO of such memory fails with -EACCES rather than
+ * becoming read-only behind the caller's back.
  */
 static struct refnpu_userptr *
-refnpu_userptr_get(struct device *dev, u64 start, u64 size, bool *device_ro,
+refnpu_userptr_get(struct device *dev, u64 start, u64 size, bool device_ro,
 		   struct sg_table **sgtp)
 {
 	struct refnpu_userptr *up;
@@ -165,8 +167,17 @@ refnpu_userptr_get(struct device *dev, u64 start, u64 size, bool *device_ro,
 	 */
 	ret = refnpu_userptr_pin(up, start, true);
 	if (ret == -EFAULT) {
+		/*
+		 * Not mapped (the read pin fails too: -EFAULT), or not
+		 * writable: a read-only mapping, or one the kernel lets no
+		 * device write long term (a shared mapping of a file whose
+		 * dirty pages the file system tracks).
+		 */
 		ret = refnpu_userptr_pin(up, start, false);
-		*device_ro = true;
+		if (!ret && !device_ro) {
+			unpin_user_pages(up->pages, up->npages);
+			ret = -EACCES;
+		}
 	}
 	if (ret)
 		goto err_unaccount;
@@ -185,7 +196,7 @@ refnpu_userptr_get(struct device *dev, u64 start, u64 size, bool *device_ro,
 	if (ret)
 		goto err_free_sgt;
 
-	up->dirty = !*device_ro;
+	up->dirty = !device_ro;
 	mmgrab(up->mm);
 	*sgtp = sgt;
 	return up;
@@ -279,7 +290,7 @@ int refnpu_bo_userptr_ioctl(struct drm_device *drm, void *data,
 	 * the device waits for every such section.
 	 */
 	up = refnpu_userptr_get(drm->dev, args->user_ptr, args->size,
-				&device_ro, &sgt);
+				device_ro, &sgt);
 	if (IS_ERR(up))
 		return PTR_ERR(up);
 	dir = device_ro ? DMA_TO_DEVICE : DMA_BIDIRECTIONAL;

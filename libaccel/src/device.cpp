@@ -492,6 +492,12 @@ Result<Buffer> Device::import_user_memory(void *ptr, uint64_t size, uint32_t fla
 			     "import_user_memory: part of the range is not mapped or cannot be "
 			     "pinned (I/O or PFN mappings)",
 			     err);
+	case EACCES:
+		return Error(Errc::permission_denied,
+			     "import_user_memory: the device may not write part of the range "
+			     "(read-only pages, or a shared file mapping): pass "
+			     "buffer_device_read_only",
+			     err);
 	default:
 		return detail::ioctl_error(err, "DRM_IOCTL_REFNPU_BO_USERPTR");
 	}

@@ -1988,7 +1988,11 @@ TEST_F(DmaBuf, UserptrIsSharedWithTheDevice)
 	}
 }
 
-/* Read-only user memory maps read-only: a device write faults the job. */
+/*
+ * Read-only user memory needs DRM_REFNPU_BO_DEVICE_RO (-EACCES without it,
+ * with nothing pinned) and maps read-only: a device write faults the job.
+ * The flag makes writable memory read-only for the device too.
+ */
 TEST_F(DmaBuf, ReadOnlyUserMemoryFaultsDeviceWrites)
 {
 	REQUIRE_USERPTR();
@@ -1996,13 +2000,12 @@ TEST_F(DmaBuf, ReadOnlyUserMemoryFaultsDeviceWrites)
 
 	for (int kind = 0; kind < 3; kind++) {
 		const char *names[] = {"mprotect(PROT_READ)", "read-only memfd mapping",
-				       "DRM_REFNPU_BO_DEVICE_RO"};
+				       "DRM_REFNPU_BO_DEVICE_RO on writable memory"};
 		SCOPED_TRACE(names[kind]);
 		Anon mem(size);
 		Fd memfd;
 		Map ro;
 		uint8_t *p = mem.p;
-		uint32_t flags = 0;
 		ASSERT_NE(mem.p, nullptr);
 		pattern(mem.p, size, 14);
 		if (kind == 0) {
@@ -2013,12 +2016,19 @@ TEST_F(DmaBuf, ReadOnlyUserMemoryFaultsDeviceWrites)
 			ASSERT_EQ(pwrite(memfd.get(), mem.p, size, 0), ssize_t(size));
 			ASSERT_EQ(ro.map(memfd.get(), 0, size, PROT_READ), 0);
 			p = ro.get();
-		} else {
-			flags = DRM_REFNPU_BO_DEVICE_RO;
 		}
 
 		Bo up, dst;
-		ASSERT_EQ(up.userptr(fd, p, size, flags), 0);
+		if (kind < 2) {
+			long pin0 = vm_pin_kb();
+			Bo rw;
+			EXPECT_EQ(rw.userptr(fd, p, size), -EACCES)
+				<< "a writable BO of memory the process may not write";
+			if (pin0 >= 0) {
+				EXPECT_EQ(vm_pin_kb(), pin0) << "a failed call pins nothing";
+			}
+		}
+		ASSERT_EQ(up.userptr(fd, p, size, DRM_REFNPU_BO_DEVICE_RO), 0);
 		EXPECT_EQ(up.flags, uint32_t(DRM_REFNPU_BO_DEVICE_RO));
 		ASSERT_EQ(dst.create(fd, size), 0);
 		{
@@ -2413,7 +2423,7 @@ TEST_F(DmaBuf, ZzUnbindReleasesSharedAndUserMemory)
 	if (userptr) {
 		ASSERT_EQ(up.userptr(file.get(), rw.p, size), 0);
 		ASSERT_EQ(mprotect(ro.p, size, PROT_READ), 0);
-		ASSERT_EQ(upro.userptr(file.get(), ro.p, size), 0);
+		ASSERT_EQ(upro.userptr(file.get(), ro.p, size, DRM_REFNPU_BO_DEVICE_RO), 0);
 	}
 	Udmabuf u;
 	bool udmabuf = fs::exists("/dev/udmabuf");

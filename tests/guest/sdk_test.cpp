@@ -601,9 +601,11 @@ TEST_F(Sdk, UserMemoryIsSharedWithTheDevice)
 		EXPECT_EQ(static_cast<uint32_t *>(mem)[4 * 1024], 0u);
 	}
 	EXPECT_EQ(dev.handle_count(), before);
-	/* Read-only pages make a device-read-only buffer. */
+	/* Read-only pages need a device-read-only buffer. */
 	ASSERT_EQ(mprotect(mem, size, PROT_READ), 0);
-	auto ro = dev.import_user_memory(mem, size);
+	EXPECT_EQ(dev.import_user_memory(mem, size).code(), Errc::permission_denied);
+	EXPECT_EQ(dev.handle_count(), before);
+	auto ro = dev.import_user_memory(mem, size, buffer_device_read_only);
 	ASSERT_TRUE(ro) << ro.error().what();
 	EXPECT_EQ(ro->flags() & buffer_device_read_only, uint32_t(buffer_device_read_only));
 	CommandEncoder w;

@@ -222,8 +222,11 @@ public:
 	 *
 	 * \param ptr page-aligned start
 	 * \param size bytes, a multiple of the page size
-	 * \param flags 0 or buffer_device_read_only (implied for read-only pages)
+	 * \param flags 0 or buffer_device_read_only, which pages the process
+	 *        may not write need (PROT_READ, a read-only file mapping)
 	 * \return Errc::resource_limit above the memlock limit;
+	 *         Errc::permission_denied for pages the device may not write
+	 *         without buffer_device_read_only;
 	 *         Errc::unsupported when the driver lacks cap_userptr
 	 */
 	Result<Buffer> import_user_memory(void *ptr, uint64_t size, uint32_t flags = 0) const;

@@ -400,10 +400,13 @@ struct drm_refnpu_submit {
  * Pinned pages are accounted to the process's RLIMIT_MEMLOCK (as pinned
  * memory, VmPin in /proc/PID/status), unless it has CAP_IPC_LOCK.
  *
- * When a page of the range is not writable by the process, or @flags has
- * DRM_REFNPU_BO_DEVICE_RO, the BO is mapped read-only in the device MMU:
- * DRM_IOCTL_REFNPU_BO_INFO reports DRM_REFNPU_BO_DEVICE_RO and a job writing
- * the BO fails with -EFAULT.
+ * With DRM_REFNPU_BO_DEVICE_RO in @flags, the BO is mapped read-only in the
+ * device MMU (DRM_IOCTL_REFNPU_BO_INFO reports the flag) and a job writing
+ * it fails with -EFAULT. That flag is required for memory the process may
+ * not write (a PROT_READ mapping, a file opened read-only) or that the
+ * kernel lets no device write long term (a shared writable mapping of a
+ * regular file on a file system that tracks dirty pages, such as ext4):
+ * without it, such a range fails with -EACCES and nothing is pinned.
  *
  * A userptr BO has no mmap offset (DRM_IOCTL_REFNPU_BO_INFO reports 0: the
  * process maps the memory already) and cannot be exported as a dma-buf
@@ -416,9 +419,11 @@ struct drm_refnpu_submit {
  * size, @size is 0 or larger than DRM_REFNPU_PARAM_MAX_BO_SIZE, @flags has
  * bits other than DRM_REFNPU_BO_DEVICE_RO, or @handle or @va are not zero
  * on input; -EFAULT when part of the range is not mapped or cannot be
- * pinned (I/O memory, PFN mappings); -ENOMEM when the pages would exceed
- * RLIMIT_MEMLOCK, or when out of memory; -ENOSPC when the device address
- * space is full; -ENODEV when the device was removed.
+ * pinned (I/O memory, PFN mappings); -EACCES when part of the range cannot
+ * be pinned for writing (above) and @flags lacks DRM_REFNPU_BO_DEVICE_RO;
+ * -ENOMEM when the pages would exceed RLIMIT_MEMLOCK, or when out of
+ * memory; -ENOSPC when the device address space is full; -ENODEV when
+ * the device was removed.
  */
 struct drm_refnpu_bo_userptr {
 	/** @user_ptr: in, start address of the memory */
