@@ -1614,6 +1614,61 @@ TEST_F(Uapi, FailedInFenceOfTheSameEntityDoesNotCancel)
 	EXPECT_EQ(y.as<uint32_t>()[0], 9u);
 }
 
+/*
+ * A timeline point carries its job's error while it is the syncobj's last
+ * point: a job waiting on it is cancelled, and the point exported as a
+ * sync_file reports the error. Once a later point was added, the DRM core
+ * drops the signalled link when it walks the timeline, and the point reads
+ * as signalled without an error: a waiter runs (uapi.rst, "Timeline
+ * points and job errors").
+ */
+TEST_F(Uapi, TimelinePointLosesItsErrorOnceALaterPointExists)
+{
+	FailingPair f;
+	ASSERT_NO_FATAL_FAILURE(make_failing_pair(f));
+	auto &[dst, cmd_a, cmd_b, y, a, b, so] = f;
+	Bo z, cmd_c;
+	CmdBuf c;
+	uint32_t tl, bin;
+	int status;
+
+	ASSERT_EQ(z.create(fd, 4096), 0);
+	c.fill(z.va, 4096, 7);
+	upload(cmd_c, c);
+	ASSERT_EQ(drmSyncobjCreate(fd, 0, &tl), 0);
+	ASSERT_EQ(drmSyncobjCreate(fd, 0, &bin), 0);
+
+	ASSERT_EQ(Submit(cmd_a, a.data.size(), 0).write(dst).signal(tl, 1).run(fd), 0);
+	ASSERT_EQ(bo_wait(fd, dst, &status), 0);
+	ASSERT_EQ(status, -EFAULT);
+
+	/* The last point: the error is there. */
+	ASSERT_EQ(drmSyncobjTransfer(fd, bin, 0, tl, 1, 0), 0);
+	EXPECT_EQ(syncobj_status(fd, bin), -EFAULT);
+	Submit sx(cmd_c, c.data.size(), 0);
+	sx.args.priority = DRM_REFNPU_PRIORITY_LOW;
+	ASSERT_EQ(sx.write(z).wait(tl, 1).run(fd), 0);
+	ASSERT_EQ(bo_wait(fd, z, &status), 0);
+	EXPECT_EQ(status, -ECANCELED) << "a waiter on the failed last point";
+	EXPECT_EQ(z.as<uint32_t>()[0], 0u);
+
+	/* A later point (a job that succeeds): point 1 reads as signalled. */
+	ASSERT_EQ(Submit(cmd_b, b.data.size(), 0).write(y).signal(tl, 2).run(fd), 0);
+	ASSERT_EQ(bo_wait(fd, y, &status), 0);
+	ASSERT_EQ(status, 0);
+	ASSERT_EQ(drmSyncobjTransfer(fd, bin, 0, tl, 1, 0), 0);
+	EXPECT_EQ(syncobj_status(fd, bin), 1) << "signalled, without the error";
+	Submit sy(cmd_c, c.data.size(), 0);
+	sy.args.priority = DRM_REFNPU_PRIORITY_LOW;
+	ASSERT_EQ(sy.write(z).wait(tl, 1).run(fd), 0);
+	ASSERT_EQ(bo_wait(fd, z, &status), 0);
+	EXPECT_EQ(status, 0) << "a waiter on a failed point behind a later one";
+	EXPECT_EQ(z.as<uint32_t>()[0], 7u);
+
+	drmSyncobjDestroy(fd, bin);
+	drmSyncobjDestroy(fd, tl);
+}
+
 /* ---- recovery ----------------------------------------------------------- */
 
 TEST_F(Uapi, HangIsRecoveredAndTheNextJobRuns)

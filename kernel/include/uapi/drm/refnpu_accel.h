@@ -292,6 +292,9 @@ struct drm_refnpu_bo_ref {
  * (the syncobj's current fence when @point is 0); a missing fence fails
  * the submission with -ENOENT. As an out-fence, the job's completion fence
  * replaces the syncobj's fence (@point 0) or is added as timeline @point.
+ * A timeline point shows the job's error only while it is the syncobj's
+ * last point: once a later point exists, a signalled point reads as
+ * signalled without error (the DRM core drops signalled chain links).
  */
 struct drm_refnpu_sync {
 	/** @handle: sync object handle */
