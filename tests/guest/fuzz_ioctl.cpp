@@ -100,15 +100,6 @@ using refnpu_test::now_ns;
 
 /* ---- DRM uAPI newer than the libdrm headers ---------------------------- */
 
-struct fz_syncobj_eventfd {
-	__u32 handle;
-	__u32 flags;
-	__u64 point;
-	__s32 fd;
-	__u32 pad;
-};
-#define FZ_IOCTL_SYNCOBJ_EVENTFD DRM_IOWR(0xCF, struct fz_syncobj_eventfd)
-
 /* drm_syncobj_wait and _timeline_wait with deadline_nsec (Linux 6.5) */
 struct fz_syncobj_wait {
 	__u64 handles;
@@ -5120,7 +5111,7 @@ void Worker::op_so_eventfd(Rng &r)
 	if (f < 0 || evfd_ < 0)
 		return;
 	int si = pick_syncobj(r, f);
-	fz_syncobj_eventfd a = {};
+	refnpu_test::syncobj_eventfd a = {};
 	Expect e{0};
 	a.fd = evfd_;
 	if (si < 0 || r.chance(1, 8)) {
@@ -5146,7 +5137,7 @@ void Worker::op_so_eventfd(Rng &r)
 		a.fd = r.chance(1, 2) ? -1 : 0x7ffff000;
 		e = Expect{-EBADF};
 	}
-	int ret = sys_ioctl(files_[f].fd, FZ_IOCTL_SYNCOBJ_EVENTFD, &a);
+	int ret = sys_ioctl(files_[f].fd, REFNPU_TEST_IOCTL_SYNCOBJ_EVENTFD, &a);
 	check(K_SO_EVENTFD, ret, e,
 	      strf("SYNCOBJ_EVENTFD %s:s%u point %llu flags 0x%x fd %d", file_name[f], a.handle,
 		   (unsigned long long)a.point, a.flags, a.fd));

@@ -20,6 +20,19 @@
 
 namespace refnpu_test {
 
+/*
+ * DRM_IOCTL_SYNCOBJ_EVENTFD (Linux 6.6), which Debian 12's libdrm headers
+ * lack: struct drm_syncobj_eventfd of include/uapi/drm/drm.h.
+ */
+struct syncobj_eventfd {
+	__u32 handle;
+	__u32 flags;
+	__u64 point;
+	__s32 fd;
+	__u32 pad;
+};
+#define REFNPU_TEST_IOCTL_SYNCOBJ_EVENTFD DRM_IOWR(0xCF, struct refnpu_test::syncobj_eventfd)
+
 /* CLOCK_MONOTONIC in nanoseconds, the clock of the uAPI's deadlines. */
 inline int64_t now_ns()
 {
