@@ -804,6 +804,14 @@ static int upr_remove_fn(void *arg)
 	return 0;
 }
 
+/* A removing thread the poll never started is stopped without running. */
+static void upr_reap(void *unused)
+{
+	if (!upr.started)
+		kthread_stop(upr.remover);
+	put_task_struct(upr.remover);
+}
+
 /*
  * The timeout handler's poll of the queue, inside its drm_dev_enter()
  * section: start removing the device, and return once the removal has
@@ -846,6 +854,8 @@ static void recovery_unplug_during_timeout_frees_job(struct kunit *test)
 	init_completion(&upr.removed);
 	upr.remover = kthread_create(upr_remove_fn, NULL, "refnpu-test-unplug");
 	KUNIT_ASSERT_FALSE(test, IS_ERR(upr.remover));
+	get_task_struct(upr.remover);
+	KUNIT_ASSERT_EQ(test, kunit_add_action_or_reset(test, upr_reap, NULL), 0);
 	rdev->hw_ops = &upr.ops;
 
 	unplug_replay_timeout(test, sched);
@@ -1018,58 +1028,61 @@ static struct {
 	struct drm_sched_backend_ops sched_ops;
 	struct drm_gpu_scheduler *sched;
 	struct refnpu_device *rdev;
-	struct task_struct *tdr;
 	struct completion in_poll;
 	struct completion in_run;
 	bool armed;
-	bool polled;
+	bool polling;
 	bool overlapped;
 } rjo;
 
-/* The timeout handler's poll: wait until run_job is running. */
+/*
+ * The timeout handler's poll (the handler is its only caller): wait until
+ * run_job is running.
+ */
 static void rjo_queue_poll(struct refnpu_device *rdev, unsigned int queue)
 {
 	if (xchg(&rjo.armed, false)) {
-		WRITE_ONCE(rjo.tdr, current);
+		WRITE_ONCE(rjo.polling, true);
 		complete(&rjo.in_poll);
 		wait_for_completion_timeout(&rjo.in_run,
 					    msecs_to_jiffies(REFNPU_TEST_WAIT_MS));
-		rjo.orig->queue_poll(rdev, queue);
-		WRITE_ONCE(rjo.polled, true);
-		return;
 	}
 	rjo.orig->queue_poll(rdev, queue);
 }
 
 /*
  * run_job, in the scheduler's run_job work: let the timeout handler go on
- * from its poll, and stay until it sleeps again (in drm_sched_stop(),
- * waiting for this work), then run the job.
+ * from its poll, and stay until it stops this scheduler (it sets
+ * pause_submit in drm_sched_wqueue_stop() right before it waits for this
+ * work), then run the job.
  */
 static struct dma_fence *rjo_run_job(struct drm_sched_job *sched_job)
 {
 	unsigned long end = jiffies + msecs_to_jiffies(REFNPU_TEST_WAIT_MS);
-	struct task_struct *tdr = READ_ONCE(rjo.tdr);
 
-	if (tdr && !completion_done(&rjo.in_run)) {
+	if (xchg(&rjo.polling, false)) {
 		complete(&rjo.in_run);
-		while (!READ_ONCE(rjo.polled) &&
+		while (!READ_ONCE(rjo.sched->pause_submit) &&
 		       time_before(jiffies, end))
 			usleep_range(1000, 2000);
-		while (task_is_running(tdr) && time_before(jiffies, end))
-			usleep_range(1000, 2000);
-		rjo.overlapped = !task_is_running(tdr);
+		rjo.overlapped = READ_ONCE(rjo.sched->pause_submit);
+		/* Into cancel_work_sync(), right after. */
 		msleep(20);
 	}
 	return rjo.sched_orig->run_job(sched_job);
 }
 
+/* With the scheduler's works and every recovery done, as the others. */
 static void rjo_restore(void *arg)
 {
 	struct refnpu_device *rdev = arg;
 
+	drm_sched_wqueue_stop(rjo.sched);
+	flush_workqueue(rdev->reset_wq);
+	flush_workqueue(refnpu_wq);
 	rdev->hw_ops = rjo.orig;
 	rjo.sched->ops = rjo.sched_orig;
+	drm_sched_wqueue_start(rjo.sched);
 }
 
 /*
@@ -1114,11 +1127,11 @@ static void rjo_run(struct kunit *test, u32 inject, s32 status)
 	KUNIT_ASSERT_EQ(test, kunit_add_action_or_reset(test, rjo_restore, rdev),
 			0);
 
+	WRITE_ONCE(rjo.armed, true);
 	rec_inject(test, inject, 0, 0, 0);
 	KUNIT_ASSERT_EQ(test, refnpu_test_submit(test, f->filp, 0, f->cmd,
 						 REFNPU_CMD_NOP_SIZE), 0);
 	rec_wait_fetched(test, rdev, 0);
-	WRITE_ONCE(rjo.armed, true);
 
 	/* The timeout handler is in its poll: the next job's run_job runs. */
 	KUNIT_ASSERT_NE(test, wait_for_completion_timeout(&rjo.in_poll,
