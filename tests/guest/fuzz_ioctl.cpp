@@ -5592,8 +5592,12 @@ void Worker::op_fork(Rng &r)
 	if (children_.size() >= size_t(kMaxChildren))
 		return;
 	int sv[2];
-	if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv))
+	if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv)) {
+		/* Out of descriptors or memory may happen; anything else may not. */
+		if (errno != EMFILE && errno != ENFILE && errno != ENOMEM)
+			violation(K_FORK, strf("socketpair(AF_UNIX) failed: %s", strerror(errno)));
 		return;
+	}
 	uint64_t mode = r.below(4), nops = r.range(5, 40), cseed = r.next();
 	std::vector<DmaBuf> granted;
 	for (auto &db : dmabufs_)
@@ -6651,8 +6655,12 @@ int run_workers(uint64_t seed, int procs, int threads, uint64_t ops, double dura
 	int64_t deadline = start + int64_t(duration * 1e9);
 	std::vector<std::array<int, 2>> sv(procs);
 	for (auto &s : sv)
-		if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, s.data()))
-			s = {-1, -1};
+		if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, s.data())) {
+			emit(strf("refnpu-ioctl-fuzz: FAIL: socketpair(AF_UNIX): %s: dma-bufs "
+				  "cannot pass between the processes",
+				  strerror(errno)));
+			std::exit(2);
+		}
 	std::vector<pid_t> pids;
 	for (int p = 0; p < procs; p++) {
 		pid_t pid = fork();
@@ -6800,6 +6808,25 @@ int main(int argc, char **argv)
 					  : (opt.inject_errors ? "delays and errors" : "delays"),
 		  dev.cap_sys_nice, dev.root));
 	print_policy();
+
+	/*
+	 * Fork and dma-buf passing between processes need AF_UNIX sockets
+	 * (SCM_RIGHTS). Without them (a kernel without CONFIG_UNIX) both would
+	 * silently not run, exactly under the kernels meant to catch their
+	 * bugs: fail instead. --no-fork --procs 1 runs without them on purpose.
+	 */
+	if (opt.fork_ops || opt.procs > 1 || !opt.regress.empty()) {
+		int sv[2];
+		if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv)) {
+			emit(strf("refnpu-ioctl-fuzz: FAIL: no AF_UNIX sockets (%s): fork and "
+				  "dma-buf passing cannot run (a kernel without CONFIG_UNIX?); "
+				  "--no-fork --procs 1 runs without them",
+				  strerror(errno)));
+			return 2;
+		}
+		close(sv[0]);
+		close(sv[1]);
+	}
 
 	emit("refnpu-ioctl-fuzz: debugfs counters before:" + debugfs_counters());
 	int64_t t0 = now_ns();
