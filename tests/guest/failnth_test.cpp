@@ -799,39 +799,33 @@ TEST_F(FailNthTest, Syncobjs)
 		"SYNCOBJ_SIGNAL", [&] { return drmSyncobjSignal(fd, &dst, 1) ? -errno : 0; },
 		[] {});
 
-	/* A failed signal adds no point: the next one reuses the number. */
-	exhaust(
-		"SYNCOBJ_TIMELINE_SIGNAL",
-		[&] {
-			uint64_t p = point + 1;
-			int ret = drmSyncobjTimelineSignal(fd, &tl, &p, 1) ? -errno : 0;
-			if (!ret)
-				point++;
-			return ret;
-		},
-		[] {},
-		[&] {
-			uint64_t p = 0;
-			EXPECT_EQ(drmSyncobjQuery(fd, &tl, &p, 1), 0);
-			EXPECT_EQ(p, point) << "a failed TIMELINE_SIGNAL added a point";
-		});
+	/*
+	 * Calls that add timeline point point + 1: a failed one adds none, and
+	 * the next run reuses the number.
+	 */
+	auto add_point = [&](const char *what, const std::function<int(uint64_t)> &call) {
+		exhaust(
+			what,
+			[&] {
+				int ret = call(point + 1) ? -errno : 0;
+				if (!ret)
+					point++;
+				return ret;
+			},
+			[] {},
+			[&] {
+				uint64_t p = 0;
+				EXPECT_EQ(drmSyncobjQuery(fd, &tl, &p, 1), 0);
+				EXPECT_EQ(p, point) << "a failed " << what << " added a point";
+			});
+	};
+	add_point("SYNCOBJ_TIMELINE_SIGNAL",
+		  [&](uint64_t p) { return drmSyncobjTimelineSignal(fd, &tl, &p, 1); });
 	exhaust(
 		"SYNCOBJ_TRANSFER (timeline to binary)",
 		[&] { return drmSyncobjTransfer(fd, dst, 0, tl, point, 0) ? -errno : 0; }, [] {});
-	exhaust(
-		"SYNCOBJ_TRANSFER (binary to timeline)",
-		[&] {
-			int ret = drmSyncobjTransfer(fd, tl, point + 1, bin, 0, 0) ? -errno : 0;
-			if (!ret)
-				point++;
-			return ret;
-		},
-		[] {},
-		[&] {
-			uint64_t p = 0;
-			EXPECT_EQ(drmSyncobjQuery(fd, &tl, &p, 1), 0);
-			EXPECT_EQ(p, point) << "a failed TRANSFER added a point";
-		});
+	add_point("SYNCOBJ_TRANSFER (binary to timeline)",
+		  [&](uint64_t p) { return drmSyncobjTransfer(fd, tl, p, bin, 0, 0); });
 
 	Fd ev(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
 	ASSERT_GE(ev.get(), 0);
