@@ -34,10 +34,15 @@ module_param_named(debug_mask, refnpu_debug_mask, uint, 0644);
 MODULE_PARM_DESC(debug_mask,
 		 "Debug message categories: 0x1 driver, 0x2 GEM, 0x4 MMU, 0x8 jobs, 0x10 interrupts, 0x20 resets (default: 0)");
 
+#ifdef REFNPU_TEST_HOOKS
+/* Only in test builds (Kbuild: REFNPU_TEST_HOOKS=1): a splat on request. */
 static bool selftest_warn;
 module_param(selftest_warn, bool, 0444);
 MODULE_PARM_DESC(selftest_warn,
 		 "Test hook only: WARN once at module load so the VM harness can check that it detects kernel splats (default: false)");
+#else
+#define selftest_warn false
+#endif
 
 /*
  * Work that must not run where it is triggered, such as dropping what may
