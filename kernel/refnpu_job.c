@@ -694,7 +694,6 @@ static enum drm_gpu_sched_stat refnpu_job_timedout(struct drm_sched_job *sched_j
 	/* The completion may be there with its interrupt lost or late. */
 	cookie = dma_fence_begin_signalling();
 	rdev->hw_ops->queue_poll(rdev, q->id);
-	drm_dev_exit(idx);
 
 	signaled = dma_fence_is_signaled(job->hw_fence);
 	if (signaled) {
@@ -708,6 +707,7 @@ static enum drm_gpu_sched_stat refnpu_job_timedout(struct drm_sched_job *sched_j
 			   q->id, job->seq, job->ctx->id);
 	}
 	dma_fence_end_signalling(cookie);
+	drm_dev_exit(idx);
 
 	if (signaled)
 		refnpu_queue_requeue(q, sched_job);
