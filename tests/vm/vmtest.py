@@ -624,9 +624,14 @@ def run(args, work, vmlinuz, moddir, qemu):
             results.append((name, "pass", ""))
         else:
             # A program without per-case results (the fuzzer, a tool):
-            # the message carries the end of its output, where it says why.
-            tail = outputs.get(i, [])[-FAIL_SUMMARY_LINES:]
-            results.append((name, "fail", "\n".join(["exit status %d" % rc] + tail)))
+            # the message carries its first violations (the fuzzer prints
+            # them as they happen) and the end of its output, where it
+            # says why it failed.
+            out_lines = outputs.get(i, [])
+            half = FAIL_SUMMARY_LINES // 2
+            first = [l for l in out_lines if "VIOLATION" in l][:half]
+            tail = [l for l in out_lines[-half:] if l not in first]
+            results.append((name, "fail", "\n".join(["exit status %d" % rc] + first + tail)))
 
     # KCSAN reports races all over a kernel; with --kcsan-scope only those
     # with one side in the code under test fail the run.
